@@ -1,0 +1,200 @@
+"""A trained network with everything needed to use it: labels, preprocessing, model card.
+
+Weights are stored as safetensors with the model card in the file's metadata, so one file is a whole
+model and loading it can never run code. ``load()`` also reads ferlab's Lightning checkpoints and run
+folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ferlab.data.preprocess import Preprocessing
+from ferlab.errors import ModelError
+from ferlab.io import atomic_path, atomic_write_json
+from ferlab.labels import LabelSet
+from ferlab.models import count_parameters, create_model
+
+CARD_KEY = "ferlab_model_card"
+TTA_MODES = ("none", "flip", "flip-crops")
+
+
+class Classifier(nn.Module):
+    """A face classifier: uint8 faces in, class probabilities out.
+
+    Args:
+        model: the network (from :func:`ferlab.create_model`).
+        label_set: the classes of its outputs.
+        preprocessing: how uint8 faces become network input.
+        card: the model card (architecture, data, metrics, ...).
+    """
+
+    def __init__(self, model: nn.Module, label_set: LabelSet, preprocessing: Preprocessing,
+                 card: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.label_set = label_set
+        self.preprocessing = preprocessing
+        self.card = card or {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_set.names
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return (f"Classifier({self.card.get('architecture', type(self.model).__name__)}, "
+                f"classes={list(self.class_names)}, params={count_parameters(self.model, True):,})")
+
+    def _as_batch(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(images)
+        if x.dtype != torch.uint8:
+            raise ModelError(f"Classifier expects uint8 face images, got {x.dtype}; pass raw 0..255 pixels")
+        if x.ndim == 2:
+            x = x[None, None]
+        elif x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4:
+            raise ModelError(f"expected faces shaped (N, C, H, W), (N, H, W) or (H, W), got {tuple(x.shape)}")
+        in_chans = self.card.get("in_chans", 1)
+        if x.shape[1] == 3 and in_chans == 1:  # colour faces for a grey model: ITU-R 601 luma, as Pillow's 'L'
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        if x.shape[1] != in_chans:
+            raise ModelError(f"faces have {x.shape[1]} channels but the model takes {in_chans}")
+        return x
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none") -> torch.Tensor:
+        """Raw scores (N, num_classes); with ``tta`` averaged over flips (and shifted crops) in log space."""
+        if tta not in TTA_MODES:
+            raise ModelError(f"unknown test-time augmentation '{tta}'; choose one of {', '.join(TTA_MODES)}")
+        x = self._as_batch(images)
+        self.model.eval()
+        out = []
+        for start in range(0, len(x), batch_size):
+            batch = self.preprocessing(x[start:start + batch_size].to(self.device))
+            views = [batch]
+            if tta != "none":
+                views.append(batch.flip(-1))
+            if tta == "flip-crops":
+                pad = max(1, batch.shape[-1] // 24)
+                padded = F.pad(batch, (pad, pad, pad, pad), mode="replicate")
+                size = batch.shape[-1]
+                for dy, dx in ((0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)):
+                    views.append(padded[..., dy:dy + size, dx:dx + size])
+            if tta == "none":
+                out.append(self.model(batch).float().cpu())
+            else:
+                logp = torch.stack([F.log_softmax(self.model(v).float(), 1) for v in views]).mean(0)
+                out.append(logp.cpu())
+        return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
+
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none"
+                      ) -> torch.Tensor:
+        """Class probabilities (N, num_classes) for uint8 faces (N, C, H, W) / (N, H, W)."""
+        return torch.softmax(self.logits(images, batch_size, tta), dim=1)
+
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none") -> list[str]:
+        """Top class name per face."""
+        idx = self.logits(images, batch_size, tta).argmax(1)
+        return [self.class_names[i] for i in idx.tolist()]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predict_proba(images)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path`` (.safetensors, card in its metadata) and ``<path>.json`` (the card, for people)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        card = {**self.card, "labels": self.label_set.to_dict(), "preprocessing": self.preprocessing.to_dict()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={CARD_KEY: json.dumps(card)})
+        atomic_write_json(path.with_suffix(".json"), card)
+        return path
+
+
+def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: str,
+           architecture: str | None = None) -> Classifier:
+    for key in ("architecture", "labels", "preprocessing"):
+        if key not in card:
+            raise ModelError(f"{source} is not a ferlab model: its model card lacks '{key}'. Load files written "
+                             f"by ferlab (model.safetensors, *.ckpt) or build the network with create_model().")
+    if architecture is not None and architecture != card["architecture"]:
+        raise ModelError(f"{source} holds a '{card['architecture']}' network, not '{architecture}'; load it "
+                         f"without an architecture, or pick a checkpoint trained as '{architecture}'.")
+    label_set = LabelSet.from_dict(card["labels"])
+    model = create_model(card["architecture"], num_classes=label_set.num_classes, in_chans=card.get("in_chans", 1),
+                         **card.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:3]
+        raise ModelError(f"the weights in {source} do not fit the '{card['architecture']}' architecture "
+                         f"({'; '.join(s.strip() for s in first)}). The file was probably written for another "
+                         f"network or version; retrain or pick the matching checkpoint.") from exc
+    model.eval()
+    return Classifier(model, label_set, Preprocessing.from_dict(card["preprocessing"]), card)
+
+
+def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None) -> Classifier:
+    """Load a ferlab model from a .safetensors file, a Lightning .ckpt, or a run folder.
+
+    Args:
+        path_or_name: model file, checkpoint, or run folder (its ``model.safetensors``).
+        architecture: if given, fail unless the file holds this architecture.
+        device: where to put the model (default CPU).
+
+    Raises:
+        ModelError: missing file, a file ferlab did not write, or weights of another architecture.
+
+    Example:
+        >>> clf = load("runs/mini_xception/model.safetensors")  # doctest: +SKIP
+        >>> clf.predict(faces_uint8)  # doctest: +SKIP
+    """
+    path = Path(path_or_name)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise ModelError(f"no model at {path_or_name}: pass a .safetensors model, a .ckpt checkpoint or a run "
+                         f"folder written by 'ferlab train'.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"{path} is not a readable safetensors file ({exc}).") from exc
+        if CARD_KEY not in meta:
+            raise ModelError(f"{path} has no ferlab model card in its metadata; it was not written by ferlab.")
+        card = json.loads(meta[CARD_KEY])
+    elif path.suffix == ".ckpt":
+        try:
+            # weights_only: a checkpoint from a stranger must not be able to run code
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+            raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}).") from exc
+        card = (ckpt.get("hyper_parameters") or {}).get("card")
+        if not isinstance(card, dict):
+            raise ModelError(f"{path} is not a ferlab checkpoint (no model card in its hyper-parameters).")
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    else:
+        raise ModelError(f"cannot load {path}: expected a .safetensors or .ckpt file or a run folder.")
+    clf = _build(card, state, str(path), architecture)
+    return clf.to(device) if device else clf

@@ -1,0 +1,139 @@
+"""LightningModule: preprocessing and augmentation on the device, one loss, torchmetrics validation."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ferlab.data import BatchAugment, Preprocessing, cutmix, mixup
+from ferlab.errors import ConfigError
+from ferlab.models import create_model
+from ferlab.training.config import ExperimentConfig, config_from_dict
+from ferlab.training.losses import SoftTargetLoss
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains one registered network on uint8 face batches.
+
+    Args:
+        config: the resolved experiment config (as a dict, so it is saved in every checkpoint).
+        card: the model card: architecture, labels, preprocessing (with fitted statistics), data.
+        class_weights: loss weights per class, or None.
+    """
+
+    def __init__(self, config: dict[str, Any], card: dict[str, Any], class_weights: list[float] | None = None
+                 ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: ExperimentConfig = config_from_dict(config)
+        num_classes = len(card["labels"]["names"])
+        self.model = create_model(card["architecture"], num_classes=num_classes, in_chans=card["in_chans"],
+                                  **card.get("model_kwargs", {}))
+        self.preprocessing = Preprocessing.from_dict(card["preprocessing"])
+        a = self.cfg.augment
+        self.augment = BatchAugment(a.rotate, a.shift, a.shear, a.zoom, a.hflip, a.erasing)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.criterion = SoftTargetLoss(weights, self.cfg.loss.label_smoothing, self.cfg.loss.focal_gamma)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.num_classes = num_classes
+        if self.cfg.trainer.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = self.preprocessing.to_float(images)
+        if train:
+            x = self.augment(x)
+        x = self.preprocessing.normalize_(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        x = self._inputs(images, train=True)
+        if targets.ndim == 1:
+            targets = F.one_hot(targets, self.num_classes).float()
+        a = self.cfg.augment
+        if (a.mixup or a.cutmix) and random.random() < a.mix_prob:
+            use_cutmix = a.cutmix and (not a.mixup or random.random() < 0.5)
+            x, targets = cutmix(x, targets, a.cutmix) if use_cutmix else mixup(x, targets, a.mixup)
+        loss = self.criterion(self(x), targets)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(self._inputs(images, train=False)).float()
+        loss = F.cross_entropy(logits, labels)
+        self.val_acc.update(logits, labels)
+        self.val_f1.update(logits, labels)
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(images))
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val_f1", self.val_f1, on_epoch=True)
+
+    def configure_optimizers(self) -> Any:
+        o, s = self.cfg.optim, self.cfg.scheduler
+        params = self.model.parameters()
+        if o.name == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                  weight_decay=o.weight_decay)
+        elif o.name == "adam":
+            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.name == "adamw":
+            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.name == "nadam":
+            opt = torch.optim.NAdam(params, lr=o.lr, weight_decay=o.weight_decay)
+        else:  # the config validator already refuses these; kept for configs built by hand
+            raise ConfigError(f"unknown optimiser '{o.name}'; choose one of sgd, adam, adamw, nadam")
+        if s.name == "none":
+            return opt
+        if s.name == "plateau":
+            mode = "min" if self.cfg.trainer.monitor == "val_loss" else "max"
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=s.factor, patience=s.patience,
+                                                               min_lr=s.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": self.cfg.trainer.monitor}}
+        total = int(self.trainer.estimated_stepping_batches)
+        if s.name == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total, pct_start=s.pct_start)
+        else:  # cosine, per step, with optional linear warm-up
+            per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+            warm = s.warmup_epochs * per_epoch
+            floor = s.min_lr / o.lr
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                t = min(1.0, (step - warm) / max(1, total - warm))
+                return float(floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # exact resume: random states travel with the checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        _, key, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy_key": torch.from_numpy(key.astype(np.int64)),
+                             "numpy_pos": int(pos), "numpy_gauss": [int(has_gauss), float(gauss)],
+                             "python": list(random.getstate()[1])}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            has_gauss, gauss = rng["numpy_gauss"]
+            np.random.set_state(("MT19937", rng["numpy_key"].numpy().astype(np.uint32), rng["numpy_pos"],
+                                 int(has_gauss), float(gauss)))
+            random.setstate((3, tuple(rng["python"]), None))
+
+    def on_train_epoch_start(self) -> None:
+        sampler = getattr(self.trainer.datamodule, "_train_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(self.current_epoch)

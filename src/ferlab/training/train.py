@@ -1,0 +1,179 @@
+"""``train()``: config -> run folder with checkpoints, logs, a self-describing model and its evaluation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferlab import __version__
+from ferlab.data import FaceDataset, Preprocessing, class_weights
+from ferlab.errors import ConfigError
+from ferlab.io import atomic_write_json, atomic_write_text
+from ferlab.training.config import ExperimentConfig, load_config
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    model_path: Path
+    best_checkpoint: Path
+    metrics: dict[str, Any]  # evaluation of the best model on the validation split
+    logged: dict[str, float]  # the monitored metric as logged during training, at the best epoch
+    seconds: float
+
+    def __str__(self) -> str:
+        acc = self.metrics.get("accuracy", float("nan"))
+        return (f"run {self.run_dir}\n  model {self.model_path}\n  val accuracy {acc:.4f} "
+                f"(logged {self.logged})\n  training time {self.seconds / 60:.1f} min")
+
+
+def _new_run_dir(cfg: ExperimentConfig) -> Path:
+    base = Path(cfg.out_dir) / cfg.name
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = base / stamp
+    n = 1
+    while run.exists():
+        run = base / f"{stamp}-{n}"
+        n += 1
+    run.mkdir(parents=True)
+    return run
+
+
+def _progress_callbacks(mode: str) -> list:
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from ferlab.training.callbacks import EpochLog
+
+    if mode == "auto":
+        mode = "rich" if sys.stdout.isatty() else "text"
+    return {"rich": [RichProgressBar()], "text": [EpochLog()], "none": []}[mode]
+
+
+def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides: list[str] | None = None, *,
+          resume: str | os.PathLike | None = None, dataset: FaceDataset | None = None, **kwargs: Any
+          ) -> TrainResult:
+    """Train a classifier as configured and save everything in a run folder.
+
+    Args:
+        config: an ExperimentConfig, or a YAML path (with ``overrides`` such as ``["optim.lr=0.01"]``).
+        resume: a run folder to continue from its ``checkpoints/last.ckpt`` (same config, exact state).
+        dataset: use this in-memory dataset instead of ``config.data.path``.
+        **kwargs: nested config values that override everything else (e.g. ``trainer={"epochs": 2}``).
+
+    Returns:
+        TrainResult with the run folder, ``model.safetensors`` (best epoch) and its validation metrics.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from ferlab.classifier import Classifier, load
+    from ferlab.evaluation import evaluate, plot_training_curves
+    from ferlab.training.callbacks import AtomicCheckpointIO
+    from ferlab.training.datamodule import FERDataModule
+    from ferlab.training.module import ClassifierModule
+
+    ckpt_path = None
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.is_file() or not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume {run_dir}: it needs config.yaml and checkpoints/last.ckpt, written by "
+                              f"an earlier 'ferlab train' run.")
+        cfg = load_config(run_dir / "config.yaml")
+    else:
+        cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, **kwargs)
+        run_dir = _new_run_dir(cfg)
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+
+    data = FERDataModule(cfg, dataset)
+    data.setup()
+    train_split = data.split("train")
+    pp = Preprocessing(cfg.preprocess.input_size, cfg.preprocess.equalize, cfg.preprocess.normalize)
+    if pp.normalize == "dataset":
+        pp.fit(train_split.images)
+    card = {
+        "architecture": cfg.model.name, "model_kwargs": cfg.model.kwargs,
+        "in_chans": int(train_split.images.shape[1]), "labels": train_split.label_set.to_dict(),
+        "preprocessing": pp.to_dict(), "data": data.describe(), "seed": cfg.seed, "ferlab_version": __version__,
+    }
+    weights = None
+    if cfg.loss.class_weights != "none":
+        weights = class_weights(train_split.labels.numpy(), train_split.num_classes, cfg.loss.class_weights).tolist()
+        card["class_weights"] = weights
+    module = ClassifierModule(cfg.to_dict(), card, weights)
+
+    monitor = cfg.trainer.monitor
+    mode = "min" if monitor == "val_loss" else "max"
+    best_ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                                save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    callbacks: list = [best_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress)]
+    if cfg.trainer.early_stopping:
+        callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping, mode=mode))
+    cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("16-mixed" if cuda else "32-true")
+    trainer = L.Trainer(
+        max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        precision=precision, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=[CSVLogger(run_dir, name="logs", version=_free_log_version(run_dir / "logs", "csv")),
+                TensorBoardLogger(run_dir, name="logs", version="tb")],
+        default_root_dir=run_dir, enable_progress_bar=cfg.trainer.progress in ("auto", "rich")
+        and sys.stdout.isatty(), enable_model_summary=False, num_sanity_val_steps=1, log_every_n_steps=20,
+        benchmark=cuda,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - start
+
+    best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")
+    best = load(best_path)
+    logged = {monitor: float(best_ckpt.best_model_score)} if best_ckpt.best_model_score is not None else {}
+    card = {**best.card, "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
+            "epochs_run": trainer.current_epoch, "hardware": _hardware(), "config": cfg.to_dict(),
+            "command": " ".join(sys.argv) if Path(sys.argv[0]).name == "ferlab" else None}
+    clf = Classifier(best.model, best.label_set, best.preprocessing, card)
+    result = evaluate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
+    clf.card["metrics"] = {"split": "val", **result.summary_metrics(), "logged": logged}
+    model_path = clf.save(run_dir / "model.safetensors")
+    result.save(run_dir / "eval_val", title=f"{cfg.name}: validation split")
+    plot_training_curves(sorted((run_dir / "logs").glob("csv*/metrics.csv")), run_dir / "curves.png")
+    atomic_write_json(run_dir / "summary.json", {"model": str(model_path), "best_checkpoint": str(best_path),
+                                                  "metrics": clf.card["metrics"], "train_seconds": seconds})
+    return TrainResult(run_dir, model_path, best_path, result.summary_metrics(), logged, seconds)
+
+
+def _free_log_version(logs: Path, prefix: str) -> str:
+    """``csv`` for a new run, ``csv-1``, ``csv-2``... after resumes: Lightning's CSV logger would overwrite
+    the metrics of the epochs before the interruption."""
+    version, n = prefix, 0
+    while (logs / version / "metrics.csv").exists():
+        n += 1
+        version = f"{prefix}-{n}"
+    return version
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import ferlab
+from ferlab.classifier import Classifier
+from ferlab.data import Preprocessing
+from ferlab.errors import ModelError
+from ferlab.io import atomic_path
+from ferlab.labels import get_label_set
+
+
+def _classifier(arch="maastricht_cnn4", **card):
+    torch.manual_seed(0)
+    model = ferlab.create_model(arch).eval()
+    return Classifier(model, get_label_set("fer7"), Preprocessing(),
+                      {"architecture": arch, "in_chans": 1, "model_kwargs": {}, **card})
+
+
+def test_save_load_roundtrip(tmp_path):
+    clf = _classifier(metrics={"accuracy": 0.5})
+    path = clf.save(tmp_path / "m.safetensors")
+    assert (tmp_path / "m.json").is_file()
+    loaded = ferlab.load(path)
+    x = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    torch.testing.assert_close(loaded.predict_proba(x), clf.predict_proba(x))
+    assert loaded.card["metrics"]["accuracy"] == 0.5 and loaded.class_names[0] == "angry"
+    assert ferlab.load(tmp_path / "m.safetensors", architecture="maastricht_cnn4") is not None
+
+
+def test_predict_accepts_grey_and_colour(tmp_path):
+    clf = _classifier()
+    grey = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    rgb = np.repeat(grey[:, None], 3, axis=1)
+    torch.testing.assert_close(clf.predict_proba(grey), clf.predict_proba(rgb), atol=1e-2, rtol=0)
+    assert len(clf.predict(grey)) == 3
+    for tta in ("flip", "flip-crops"):
+        p = clf.predict_proba(grey, tta=tta)
+        torch.testing.assert_close(p.sum(1), torch.ones(3))
+    with pytest.raises(ModelError, match="uint8"):
+        clf.predict_proba(grey.astype(np.float32))
+
+
+def test_wrong_architecture_and_foreign_files(tmp_path):
+    path = _classifier().save(tmp_path / "m.safetensors")
+    with pytest.raises(ModelError, match="holds a 'maastricht_cnn4' network, not 'vgg2017'"):
+        ferlab.load(path, architecture="vgg2017")
+    # weights of one network under another's card
+    other = _classifier("vgg2017")
+    other.card["architecture"] = "maastricht_cnn4"
+    with pytest.raises(ModelError, match="do not fit the 'maastricht_cnn4' architecture"):
+        ferlab.load(other.save(tmp_path / "swapped.safetensors"))
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ModelError, match="no ferlab model card"):
+        ferlab.load(tmp_path / "foreign.safetensors")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a readable checkpoint"):
+        ferlab.load(tmp_path / "junk.ckpt")
+    with pytest.raises(ModelError, match="no model at"):
+        ferlab.load(tmp_path / "missing.safetensors")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous good checkpoint")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed while writing")
+    assert target.read_bytes() == b"previous good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

@@ -1,0 +1,80 @@
+"""Tiny end-to-end runs: train -> checkpoint -> ferlab.load -> evaluate, resume, CLI."""
+
+import json
+
+import pytest
+import torch
+
+import ferlab
+from ferlab.cli import main
+from ferlab.evaluation import evaluate
+
+pytestmark = pytest.mark.slow
+
+TINY = ["model.name=maastricht_cnn4", "trainer.epochs=2", "trainer.batch_size=32", "trainer.progress=none",
+        "trainer.channels_last=false", "scheduler.name=cosine", "optim.lr=0.01"]
+
+
+def _config(tmp_path, fer_csv):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"data:\n  path: {fer_csv}\nout_dir: {tmp_path / 'runs'}\n")
+    return path
+
+
+def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
+    result = ferlab.train(_config(tmp_path, fer_csv), TINY)
+    run = result.run_dir
+    for name in ("config.yaml", "model.safetensors", "model.json", "curves.png", "summary.json",
+                 "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/csv/metrics.csv", "eval_val/report.md",
+                 "eval_val/confusion_normalized.png", "eval_val/mistakes.png"):
+        assert (run / name).is_file(), name
+    clf = ferlab.load(run)
+    evaluated = evaluate(clf, fer_csv, split="PublicTest")
+    assert evaluated.metrics["n"] == 70
+    assert evaluated.accuracy == pytest.approx(result.logged["val_acc"], abs=1.5 / 70)
+    assert clf.card["metrics"]["accuracy"] == pytest.approx(evaluated.accuracy)
+    assert evaluated.accuracy > 2 / 7  # stripes are easy: well above chance after two epochs
+    # the Lightning checkpoint is self-describing too
+    from_ckpt = ferlab.load(run / "checkpoints" / "best.ckpt")
+    x = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    torch.testing.assert_close(from_ckpt.predict_proba(x), clf.predict_proba(x))
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path, fer_csv):
+    first = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"])
+    first_steps = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    (first.run_dir / "config.yaml").write_text((first.run_dir / "config.yaml").read_text().replace(
+        "epochs: 1", "epochs: 2"))
+    resumed = ferlab.train(resume=first.run_dir)
+    ckpt = torch.load(resumed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 * first_steps and resumed.run_dir == first.run_dir
+    # the metrics of the first epoch survive the resume, beside those of the second
+    import pandas as pd
+
+    logs = pd.concat(pd.read_csv(f) for f in sorted((first.run_dir / "logs").glob("csv*/metrics.csv")))
+    assert sorted(logs.dropna(subset=["val_acc"])["epoch"].unique()) == [0, 1]
+
+
+def test_cli_train_evaluate_and_errors(tmp_path, fer_csv, capsys):
+    config = _config(tmp_path, fer_csv)
+    assert main(["train", "--config", str(config), *TINY]) == 0
+    run = next((tmp_path / "runs" / "tiny").iterdir())
+    out_dir = tmp_path / "eval"
+    assert main(["evaluate", str(run / "model.safetensors"), "--data", str(fer_csv), "--split", "PrivateTest",
+                 "--out", str(out_dir)]) == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n"] == 70
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["train", "--config", str(config), "optim.nme=sgd"]) == 2
+    assert "Did you mean 'name'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nothing.safetensors")]) == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+def test_cli_models_and_inspect(tmp_path, fer_csv, capsys):
+    assert main(["models", "xception"]) == 0
+    assert "58,423" not in capsys.readouterr().out  # trainable count shown, not Keras' total
+    assert main(["data", "inspect", str(fer_csv), "--out", str(tmp_path / "inspect")]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "exact duplicates" in out
+    assert (tmp_path / "inspect" / "sample_grid.png").stat().st_size > 1000
