@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import synthetic_faces, write_fer_csv
 
 from ferlab.data import load_dataset, load_fer_csv, load_image_folder, load_utkface, read_image
 from ferlab.errors import DataError
+
+from conftest import synthetic_faces, write_fer_csv
 
 
 def test_csv_maps_usages_to_splits(fer_csv):
@@ -150,3 +151,19 @@ def test_shared_fer2013_slice(shared_fer_slice):
     ds = load_dataset(shared_fer_slice)
     assert len(ds) == 800 and ds.has_split("val") and ds.labels.max() <= 6
     assert (ds.images.flatten(1).float().std(1) > 3).all()
+
+
+def test_shared_utkface_slice():
+    from conftest import SHARED
+
+    folder = SHARED / "utkface"
+    if not folder.is_dir():
+        pytest.skip(f"shared UTKFace data not found at {folder} (set FERLAB_DATA)")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the real folder has a few names missing a field
+        ds = load_utkface(folder, limit=40)
+    assert len(ds) == 40 and set(ds.labels.tolist()) <= {0, 1}
+    assert ds.meta["age"].between(1, 116).all()
+    assert all("_" in f for f, _ in ds.skipped)

@@ -2,7 +2,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_faces
 
 from ferlab.data import (
     BatchAugment,
@@ -15,6 +14,8 @@ from ferlab.data import (
 )
 from ferlab.data.augment import random_erase
 from ferlab.errors import ConfigError
+
+from conftest import synthetic_faces
 
 
 def test_equalize_matches_opencv():

@@ -78,3 +78,23 @@ def test_cli_models_and_inspect(tmp_path, fer_csv, capsys):
     out = capsys.readouterr().out
     assert "train" in out and "exact duplicates" in out
     assert (tmp_path / "inspect" / "sample_grid.png").stat().st_size > 1000
+
+
+class _InterruptAtEpoch(__import__("lightning").Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_keeps_a_valid_last_checkpoint(tmp_path, fer_csv):
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=3"], callbacks=[_InterruptAtEpoch(1)])
+    run = next((tmp_path / "runs" / "tiny").iterdir())
+    last = run / "checkpoints" / "last.ckpt"
+    assert ferlab.load(last).card["architecture"] == "maastricht_cnn4"
+    assert not [p for p in (run / "checkpoints").iterdir() if p.suffix == ".tmp"]
+    result = ferlab.train(resume=run)
+    assert (result.run_dir / "model.safetensors").is_file()

@@ -24,6 +24,10 @@ _API = {
     "load_config": "ferlab.training",
     "evaluate": "ferlab.evaluation",
     "get_label_set": "ferlab.labels",
+    "bundled_models": "ferlab.classifier",
+    "Recognizer": "ferlab.pipeline",
+    "Results": "ferlab.results",
+    "create_detector": "ferlab.faces",
 }
 
 __all__ = ["__version__", *_API]

@@ -24,6 +24,12 @@ from ferlab.labels import LabelSet
 from ferlab.models import count_parameters, create_model
 
 CARD_KEY = "ferlab_model_card"
+BUNDLED_DIR = Path(__file__).parent / "weights"
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package (``ferlab.load(name)`` works offline)."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.safetensors"))
 TTA_MODES = ("none", "flip", "flip-crops")
 
 
@@ -154,7 +160,8 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
     """Load a ferlab model from a .safetensors file, a Lightning .ckpt, or a run folder.
 
     Args:
-        path_or_name: model file, checkpoint, or run folder (its ``model.safetensors``).
+        path_or_name: a bundled model name (see :func:`bundled_models`), a model file, a checkpoint, or a
+            run folder (its ``model.safetensors``).
         architecture: if given, fail unless the file holds this architecture.
         device: where to put the model (default CPU).
 
@@ -166,11 +173,14 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
         >>> clf.predict(faces_uint8)  # doctest: +SKIP
     """
     path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in bundled_models():
+        path = BUNDLED_DIR / f"{path_or_name}.safetensors"
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():
-        raise ModelError(f"no model at {path_or_name}: pass a .safetensors model, a .ckpt checkpoint or a run "
-                         f"folder written by 'ferlab train'.")
+        bundled = ", ".join(bundled_models()) or "none"
+        raise ModelError(f"no model at {path_or_name}: pass a bundled model name ({bundled}), a .safetensors "
+                         f"model, a .ckpt checkpoint or a run folder written by 'ferlab train'.")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file, safe_open

@@ -12,7 +12,14 @@ from ferlab.errors import FerlabError
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    import lightning  # noqa: F401  (sets its loggers to INFO on import; quieted below unless --verbose)
+
     from ferlab.training import train
+
+    if not args.verbose:
+        # Lightning's start-up banners (GPU available, tips) are noise in a CLI run; warnings still show
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     result = train(args.config, args.overrides, resume=args.resume)
     print(result)
@@ -38,6 +45,113 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         out = result.save(args.out, title=f"{Path(str(args.model)).name} on {result.info['split']}")
         print(f"wrote {out}/metrics.json, report.md, confusion.png, confusion_normalized.png, mistakes.png")
+
+
+def _output_name(source: str, used: set[str], suffix: str) -> str:
+    stem = Path(source).stem or "image"
+    name, n = f"{stem}{suffix}", 1
+    while name in used:
+        name, n = f"{stem}-{n}{suffix}", n + 1
+    used.add(name)
+    return name
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from ferlab.pipeline import Recognizer
+
+    rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth)
+    source = int(args.source) if args.source.isdigit() and not Path(args.source).exists() else args.source
+    save = Path(args.save) if args.save else None
+    if save:
+        save.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # skipped files are reported at the end instead
+        output = rec.predict(source)
+        if isinstance(output, list):
+            _images_report(output, rec.skipped, save, args)
+        else:
+            _video_report(output, source, save, args)
+
+
+def _images_report(results: list, skipped: list, save: Path | None, args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from ferlab.io import atomic_write_json, atomic_write_text
+
+    used: set[str] = set()
+    for r in results:
+        print(r.summary())
+        if save:
+            path = r.save(save / _output_name(r.source, used, ".jpg"))
+            print(f"  saved {path}")
+    frames = [r.to_dataframe() for r in results if len(r)]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if args.json:
+        atomic_write_json(args.json, [r.to_dict() for r in results])
+    if args.csv:
+        atomic_write_text(args.csv, table.to_csv(index=False))
+    if len(results) > 1:
+        counts = table["emotion"].value_counts() if len(table) else pd.Series(dtype=int)
+        print(f"\n{len(results)} images, {len(table)} faces; emotions: "
+              + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    if skipped:
+        print(f"\nskipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+
+
+def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -> None:
+    import cv2
+    import pandas as pd
+
+    from ferlab.evaluation.plots import plot_emotion_timeline
+    from ferlab.io import atomic_path, atomic_write_text
+
+    rows, writer, frames, start = [], None, 0, __import__("time").perf_counter()
+    name = "webcam" if isinstance(source, int) else Path(source).stem
+    fps = 25.0
+    if not isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        cap.release()
+    video_path = save / f"{name}_annotated.mp4" if save else None
+    tmp_ctx = atomic_path(video_path) if video_path else None
+    tmp = tmp_ctx.__enter__() if tmp_ctx else None
+    try:
+        for r in stream:
+            annotated = None
+            if save or args.show:
+                annotated = cv2.cvtColor(r.plot(), cv2.COLOR_RGB2BGR)
+            if save:
+                if writer is None:
+                    h, w = annotated.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp.with_suffix(".mp4")), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer.write(annotated)
+            if args.show:
+                cv2.imshow("ferlab", annotated)
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    break
+            table = r.to_dataframe()
+            if len(table):
+                table.insert(2, "time_s", r.frame / fps)
+                rows.append(table)
+            frames += 1
+    finally:
+        if writer is not None:
+            writer.release()
+            tmp.with_suffix(".mp4").replace(tmp)
+        if tmp_ctx:
+            tmp_ctx.__exit__(None, None, None)
+    seconds = __import__("time").perf_counter() - start
+    timeline = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    print(f"{name}: {frames} frames, {len(timeline)} face detections, {frames / max(seconds, 1e-9):.1f} frames/s")
+    if save:
+        atomic_write_text(save / f"{name}_timeline.csv", timeline.to_csv(index=False))
+        if len(timeline):
+            plot_emotion_timeline(timeline, save / f"{name}_timeline.png")
+        print(f"saved {video_path}, {name}_timeline.csv" + (f", {name}_timeline.png" if len(timeline) else ""))
+    if args.csv:
+        atomic_write_text(args.csv, timeline.to_csv(index=False))
 
 
 def _cmd_data_inspect(args: argparse.Namespace) -> None:
@@ -80,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("predict", help="find faces in images, folders, videos or a webcam and classify them")
+    p.add_argument("source", help="image, folder, glob pattern, video file, or webcam index (0)")
+    p.add_argument("--model", default="emotion", help="bundled name, model file or run folder (default: emotion)")
+    p.add_argument("--detector", default="mtcnn", help="face detector: mtcnn (default) or haar (fast)")
+    p.add_argument("--gender", help="optional gender model (bundled name or file)")
+    p.add_argument("--save", help="folder for annotated images / video, timeline CSV and PNG")
+    p.add_argument("--json", help="write all results as JSON to this file")
+    p.add_argument("--csv", help="write one row per face to this CSV file")
+    p.add_argument("--every", type=int, default=1, help="video: run the detector every N frames, track between")
+    p.add_argument("--smooth", type=float, default=0.0, help="video: smoothing of probabilities per face (0-0.95)")
+    p.add_argument("--show", action="store_true", help="video / webcam: show a live window (needs a display)")
+    p.set_defaults(func=_cmd_predict)
+
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("inspect", help="counts, near-blank images, duplicates, leaks, sample grid")
@@ -99,10 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    else:
-        # Lightning's start-up banners (GPU available, tips) are noise in a CLI run; warnings still show
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             # data readers warn per skipped file; on the command line one line each is enough
@@ -111,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     except FerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished files and the last checkpoint are kept", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc or 'finished files and the last checkpoint are kept'}", file=sys.stderr)
         return 130
     return 0
 

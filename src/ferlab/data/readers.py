@@ -201,11 +201,11 @@ def load_fer_csv(path: str | os.PathLike, label_set: str | LabelSet = "fer7", us
 # images on disk
 
 
-def read_image(path: str | os.PathLike, size: int = FER_SIZE, grayscale: bool = True) -> np.ndarray:
-    """Read any image Pillow opens (grey, RGB, RGBA, 16-bit, CMYK, EXIF-rotated) as (C, size, size) uint8.
+def open_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Open any image Pillow reads (grey, RGB, RGBA, 16-bit, CMYK), upright by its EXIF orientation.
 
     Raises:
-        DataError: the file is missing, not an image, or truncated.
+        DataError: the file is missing, not an image, truncated, or too large to decode safely.
     """
     try:
         with Image.open(path) as img:
@@ -215,13 +215,23 @@ def read_image(path: str | os.PathLike, size: int = FER_SIZE, grayscale: bool = 
                 arr = np.asarray(img, dtype=np.float64)
                 hi = arr.max() if arr.max() > 255 else 255.0
                 img = Image.fromarray((arr * (255.0 / hi)).round().astype(np.uint8))
-            img = img.convert("L" if grayscale else "RGB")
-            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
-            arr = np.asarray(img, dtype=np.uint8)
+            return img.convert(mode)
     except FileNotFoundError as exc:
         raise DataError(f"image not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path} is too large to decode safely ({exc}); downscale it first") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read {path} as an image ({type(exc).__name__}: {exc})") from exc
+
+
+def read_image(path: str | os.PathLike, size: int = FER_SIZE, grayscale: bool = True) -> np.ndarray:
+    """Read an image (see :func:`open_image`) as a (C, size, size) uint8 array.
+
+    Raises:
+        DataError: the file is missing, not an image, or truncated.
+    """
+    img = open_image(path, "L" if grayscale else "RGB")
+    arr = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 

@@ -109,3 +109,20 @@ def plot_training_curves(metrics_csv: str | os.PathLike | list, path: str | os.P
     ax2.set_ylabel("score")
     ax2.legend()
     return _save(fig, path)
+
+
+def plot_emotion_timeline(timeline: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Mean probability of each emotion over the faces of each frame, against time."""
+    plt = _pyplot()
+    from ferlab.results import CLASS_COLOURS
+
+    classes = [c for c in CLASS_COLOURS if c in timeline.columns]
+    per_frame = timeline.groupby("time_s")[classes].mean()
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for c in classes:
+        ax.plot(per_frame.index, per_frame[c], label=c, color=np.array(CLASS_COLOURS[c]) / 255)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mean probability")
+    ax.set_ylim(0, 1)
+    ax.legend(ncol=len(classes), fontsize=7, loc="upper center")
+    return _save(fig, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -59,18 +60,23 @@ def _progress_callbacks(mode: str) -> list:
 
 
 def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides: list[str] | None = None, *,
-          resume: str | os.PathLike | None = None, dataset: FaceDataset | None = None, **kwargs: Any
-          ) -> TrainResult:
+          resume: str | os.PathLike | None = None, dataset: FaceDataset | None = None,
+          callbacks: list | None = None, **kwargs: Any) -> TrainResult:
     """Train a classifier as configured and save everything in a run folder.
 
     Args:
         config: an ExperimentConfig, or a YAML path (with ``overrides`` such as ``["optim.lr=0.01"]``).
         resume: a run folder to continue from its ``checkpoints/last.ckpt`` (same config, exact state).
         dataset: use this in-memory dataset instead of ``config.data.path``.
+        callbacks: extra Lightning callbacks.
         **kwargs: nested config values that override everything else (e.g. ``trainer={"epochs": 2}``).
 
     Returns:
         TrainResult with the run folder, ``model.safetensors`` (best epoch) and its validation metrics.
+
+    Raises:
+        KeyboardInterrupt: the run was interrupted; ``checkpoints/last.ckpt`` holds the last finished epoch
+            and ``train(resume=run_dir)`` continues from it.
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -120,7 +126,8 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     mode = "min" if monitor == "val_loss" else "max"
     best_ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    callbacks: list = [best_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress)]
+    callbacks = [best_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress),
+                 *(callbacks or [])]
     if cfg.trainer.early_stopping:
         callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping, mode=mode))
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
@@ -135,7 +142,16 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         benchmark=cuda,
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit as exc:
+        # Lightning answers Ctrl+C with exit(1) and leaves SIGINT ignored: give callers an ordinary
+        # KeyboardInterrupt back, and Ctrl+C its usual meaning
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise KeyboardInterrupt(f"training interrupted; the last finished epoch is in {run_dir}/checkpoints/"
+                                    f"last.ckpt: continue with 'ferlab train --resume {run_dir}'") from exc
+        raise
     seconds = time.perf_counter() - start
 
     best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")

@@ -1,0 +1,48 @@
+"""Face crops for the classifier: square, with a margin, optionally rotated so the eyes are level."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None, size: int = 48,
+               margin: float = 0.15, align: bool = True, grey: bool = True) -> np.ndarray:
+    """Crop each face into a ``size`` x ``size`` uint8 image.
+
+    The crop is a square around the box centre, ``1 + 2 * margin`` times the box's longer side, rotated
+    by the eye angle when ``align`` and 5-point landmarks are given. Faces cut by the image border are
+    completed by repeating the border pixels rather than black bars, which the classifier never saw in
+    training. Downscaling uses area interpolation (antialiased).
+
+    Returns:
+        (N, 1, size, size) grey or (N, 3, size, size) RGB uint8.
+    """
+    n = len(boxes)
+    channels = 1 if grey else 3
+    out = np.zeros((n, channels, size, size), dtype=np.uint8)
+    src = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if grey else image
+    for i, box in enumerate(np.asarray(boxes, dtype=np.float64)):
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
+        angle = 0.0
+        if align and landmarks is not None and landmarks.shape[1] >= 2:
+            (lx, ly), (rx, ry) = landmarks[i, 0], landmarks[i, 1]
+            angle = np.degrees(np.arctan2(ry - ly, rx - lx))
+        # one affine map: rotate about the face centre, scale the square to `size`, move it to the origin
+        m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+        m[:, 2] += (size / 2 - cx, size / 2 - cy)
+        scale = size / side
+        if scale < 0.5:
+            # pre-blur before a strong downscale: warpAffine samples points, which would alias
+            sigma = 0.5 / scale
+            k = int(2 * round(3 * sigma) + 1)
+            x0, y0 = int(max(cx - side, 0)), int(max(cy - side, 0))
+            x1, y1 = int(min(cx + side, src.shape[1])), int(min(cy + side, src.shape[0]))
+            region = cv2.GaussianBlur(src[y0:y1, x0:x1], (k, k), sigma)
+            m[:, 2] += m[:, :2] @ np.array([x0, y0])
+            crop = cv2.warpAffine(region, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        else:
+            crop = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = crop[None] if grey else crop.transpose(2, 0, 1)
+    return out

@@ -1,0 +1,246 @@
+"""``Recognizer``: any source -> faces -> emotions (+ gender) -> one Results per image or frame."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ferlab.classifier import Classifier, load
+from ferlab.data.readers import IMAGE_EXTENSIONS, open_image
+from ferlab.errors import DataError, FerlabError
+from ferlab.faces import FaceDetector, create_detector, crop_faces
+from ferlab.results import Face, Results
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+class SkippedInputWarning(UserWarning):
+    """An input of a folder / glob run could not be read; the run goes on without it."""
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-6)
+
+
+def to_rgb(image: Any, color: str = "rgb") -> np.ndarray:
+    """A PIL image, numpy array or tensor as an RGB uint8 (H, W, 3) array.
+
+    numpy arrays are (H, W), (H, W, 3) or (H, W, 4); say ``color="bgr"`` for OpenCV's order. Tensors are
+    (3, H, W) or (1, H, W), uint8 or float in [0, 1].
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 3 and t.shape[0] in (1, 3):
+            t = t.permute(1, 2, 0)
+        if t.is_floating_point():
+            t = (t.clamp(0, 1) * 255).round()
+        image = t.to(torch.uint8).numpy()
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"cannot use a {type(image).__name__} as an image; pass a path, PIL image, numpy array "
+                        f"or tensor")
+    arr = image
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
+        return np.ascontiguousarray(np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2))
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise DataError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    arr = arr[..., :3]
+    if color.lower() == "bgr":
+        arr = arr[..., ::-1]
+    elif color.lower() != "rgb":
+        raise DataError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    return np.ascontiguousarray(arr)
+
+
+class Recognizer:
+    """Find every face in an image, video or stream and classify its emotion (and gender).
+
+    Args:
+        model: emotion classifier: a bundled name (``emotion``), a model file / run folder, or a Classifier.
+        detector: a detector name (``mtcnn``, ``haar``) or a FaceDetector.
+        gender: optional gender classifier (name, path or Classifier).
+        margin: extra context around each box, as a fraction of its side, for the crops.
+        align: rotate crops so the eyes are level (needs a detector with landmarks).
+        detect_every: in videos, run the detector every N frames and track boxes in between.
+        smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
+
+    Example:
+        >>> rec = Recognizer()  # doctest: +SKIP
+        >>> for r in rec.predict("group.jpg"):  # doctest: +SKIP
+        ...     print(r.summary()); r.save("group_annotated.jpg")
+    """
+
+    def __init__(self, model: str | os.PathLike | Classifier = "emotion", detector: str | FaceDetector = "mtcnn",
+                 gender: str | os.PathLike | Classifier | None = None, device: str | None = None,
+                 margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
+                 **detector_kwargs: Any) -> None:
+        self.classifier = model if isinstance(model, Classifier) else load(model, device=device)
+        self.gender = None if gender is None else gender if isinstance(gender, Classifier) else load(gender, device=device)
+        self.detector = detector if isinstance(detector, FaceDetector) else create_detector(detector, **detector_kwargs)
+        self.margin, self.align = margin, align
+        self.detect_every, self.smooth = max(1, int(detect_every)), float(smooth)
+        self.skipped: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------------ one image
+
+    def _classify(self, clf: Classifier, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None
+                  ) -> np.ndarray:
+        grey = clf.card.get("in_chans", 1) == 1
+        crops = crop_faces(image, boxes, landmarks if self.align else None, size=clf.preprocessing.input_size,
+                           margin=self.margin, grey=grey)
+        return clf.predict_proba(crops).numpy()
+
+    def predict_image(self, image: Any, boxes: np.ndarray | None = None, source: str = "", color: str = "rgb"
+                      ) -> Results:
+        """Faces in one image. ``boxes`` (N, 4) x1, y1, x2, y2 skip detection."""
+        t0 = time.perf_counter()
+        rgb = to_rgb(image, color)
+        timings = {}
+        if boxes is None:
+            found = self.detector.detect(rgb)
+            boxes, scores, landmarks = found.boxes, found.scores, found.landmarks
+            timings["detect"] = (time.perf_counter() - t0) * 1000
+        else:
+            boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+            scores, landmarks = np.ones(len(boxes), np.float32), None
+        return self._results(rgb, boxes, scores, landmarks, source, timings)
+
+    def _results(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None,
+                 source: str, timings: dict[str, float], frame: int | None = None) -> Results:
+        faces = []
+        if len(boxes):
+            t1 = time.perf_counter()
+            probs = self._classify(self.classifier, rgb, boxes, landmarks)
+            gender = self._classify(self.gender, rgb, boxes, landmarks) if self.gender is not None else None
+            timings["classify"] = (time.perf_counter() - t1) * 1000
+            names = self.classifier.class_names
+            for i in range(len(boxes)):
+                face = Face(boxes[i].astype(np.float32), float(scores[i]),
+                            {n: float(p) for n, p in zip(names, probs[i], strict=True)},
+                            None if landmarks is None else landmarks[i])
+                if gender is not None:
+                    k = int(gender[i].argmax())
+                    face.gender, face.gender_prob = self.gender.class_names[k], float(gender[i, k])
+                faces.append(face)
+        return Results(rgb, faces, source, frame, timings)
+
+    # ------------------------------------------------------------------ any source
+
+    def predict(self, source: Any, boxes: np.ndarray | None = None, color: str = "rgb"
+                ) -> list[Results] | Iterator[Results]:
+        """Recognise faces in ``source``.
+
+        Args:
+            source: image path, folder, glob pattern, video file, webcam index (int), PIL image, numpy array
+                (``color`` says rgb or bgr) or tensor.
+            boxes: your own face boxes for a single image (skips detection).
+
+        Returns:
+            A list with one Results per image; a generator of per-frame Results for videos and webcams.
+            Unreadable files of a folder or glob are skipped (see ``self.skipped``), never fatal.
+        """
+        self.skipped = []
+        if isinstance(source, int) and not isinstance(source, bool):
+            return self.stream(source)
+        if isinstance(source, str | os.PathLike):
+            text = str(source)
+            path = Path(text)
+            if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+                return self.stream(text)
+            if path.is_file():
+                return [self.predict_image(np.asarray(open_image(path)), boxes, source=text)]
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                if not files:
+                    raise DataError(f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                return self._predict_files(files)
+            if glob.has_magic(text):
+                files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+                if not files:
+                    raise DataError(f"the pattern {text} matches no files")
+                return self._predict_files(files)
+            raise DataError(f"{text} does not exist: pass an image, folder, glob pattern, video file or webcam index")
+        return [self.predict_image(source, boxes, color=color)]
+
+    def _predict_files(self, files: list[Path]) -> list[Results]:
+        out = []
+        for path in files:
+            try:
+                rgb = np.asarray(open_image(path))
+            except DataError as exc:
+                self.skipped.append((str(path), str(exc)))
+                warnings.warn(f"skipped {path}: {exc}", SkippedInputWarning, stacklevel=3)
+                continue
+            out.append(self.predict_image(rgb, source=str(path)))
+        return out
+
+    def stream(self, source: str | int) -> Iterator[Results]:
+        """Per-frame Results of a video file or webcam; detection every ``detect_every`` frames, boxes tracked
+        by overlap in between, probabilities smoothed per track."""
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            what = f"webcam {source}" if isinstance(source, int) else f"video {source}"
+            raise FerlabError(f"cannot open {what}: the file is missing, not a video, or its codec is not supported "
+                              f"by OpenCV's FFmpeg build (convert it to H.264 MP4), or no camera has that index")
+        name = f"webcam {source}" if isinstance(source, int) else str(source)
+        tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (box, smoothed probs)
+        next_id = 0
+        boxes = np.zeros((0, 4), np.float32)
+        scores, landmarks = np.zeros(0, np.float32), None
+        index = 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                t0 = time.perf_counter()
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                timings = {}
+                if index % self.detect_every == 0:
+                    found = self.detector.detect(rgb)
+                    boxes, scores, landmarks = found.boxes, found.scores, found.landmarks
+                    timings["detect"] = (time.perf_counter() - t0) * 1000
+                result = self._results(rgb, boxes, scores, landmarks, name, timings, frame=index)
+                # track: each face takes the id of the best-overlapping previous box (IoU > 0.3)
+                ids = list(tracks)
+                prev = np.array([tracks[i][0] for i in ids]).reshape(-1, 4)
+                iou = _iou(result.xyxy, prev) if len(prev) and len(result) else np.zeros((len(result), 0))
+                new_tracks = {}
+                for k, face in enumerate(result.faces):
+                    j = int(iou[k].argmax()) if iou.shape[1] else -1
+                    if j >= 0 and iou[k, j] > 0.3 and ids[j] not in new_tracks:
+                        face.track_id = ids[j]
+                        if self.smooth:
+                            names = list(face.probs)
+                            p = np.array([face.probs[n] for n in names])
+                            p = self.smooth * tracks[ids[j]][1] + (1 - self.smooth) * p
+                            face.probs = {n: float(v) for n, v in zip(names, p, strict=True)}
+                    else:
+                        face.track_id, next_id = next_id, next_id + 1
+                    new_tracks[face.track_id] = (face.box, np.array(list(face.probs.values())))
+                tracks = new_tracks
+                result.timings["total"] = (time.perf_counter() - t0) * 1000
+                yield result
+                index += 1
+        finally:
+            cap.release()

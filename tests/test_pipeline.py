@@ -1,0 +1,193 @@
+"""Recognizer on every source type, Results methods, bad input, and the predict CLI on a generated video."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ferlab
+from ferlab.classifier import Classifier
+from ferlab.data import Preprocessing
+from ferlab.errors import DataError, FerlabError
+from ferlab.faces import crop_faces
+from ferlab.labels import get_label_set
+from ferlab.pipeline import Recognizer, to_rgb
+
+from conftest import SHARED
+
+PHOTO = SHARED / "photos" / "six_people.jpg"
+pytestmark = pytest.mark.skipif(not PHOTO.is_file(), reason=f"shared photos not found at {PHOTO}")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    clf = Classifier(ferlab.create_model("maastricht_cnn4").eval(), get_label_set("fer7"), Preprocessing(),
+                     {"architecture": "maastricht_cnn4", "in_chans": 1, "model_kwargs": {}})
+    return clf.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def recognizer(model_path):
+    return Recognizer(model_path, "mtcnn")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.asarray(Image.open(PHOTO).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def small_photo(photo):
+    return cv2.resize(photo, (1024, 768), interpolation=cv2.INTER_AREA)
+
+
+def test_photo_results(recognizer, tmp_path):
+    (r,) = recognizer.predict(str(PHOTO))
+    assert len(r) == 6 and r.source == str(PHOTO)
+    assert r.xyxy.shape == (6, 4) and r.xywh.shape == (6, 4)
+    np.testing.assert_allclose(r.xywh[:, 2], r.xyxy[:, 2] - r.xyxy[:, 0])
+    for face in r:
+        assert set(face.probs) == set(get_label_set("fer7").names)
+        assert sum(face.probs.values()) == pytest.approx(1.0, abs=1e-4)
+        assert face.emotion in face.probs and face.landmarks.shape == (5, 2)
+    data = json.loads(r.to_json(tmp_path / "r.json"))
+    assert len(data["faces"]) == 6 and json.loads((tmp_path / "r.json").read_text()) == data
+    table = r.to_dataframe()
+    assert len(table) == 6 and {"x1", "emotion", "happy", "neutral"} <= set(table.columns)
+    assert r.plot().shape == r.image.shape and not np.array_equal(r.plot(), r.image)
+    for suffix in (".jpg", ".png"):
+        saved = r.save(tmp_path / f"annotated{suffix}")
+        assert Image.open(saved).size == (r.image.shape[1], r.image.shape[0])
+    assert {"detect", "classify"} <= set(r.timings)
+    assert "6 faces" in r.summary()
+
+
+def test_every_in_memory_source_type(recognizer, small_photo):
+    expected = recognizer.predict_image(small_photo)
+    assert len(expected) == 6
+    as_pil = recognizer.predict(Image.fromarray(small_photo))[0]
+    as_bgr = recognizer.predict(np.ascontiguousarray(small_photo[..., ::-1]), color="bgr")[0]
+    as_tensor = recognizer.predict(torch.from_numpy(small_photo).permute(2, 0, 1).float() / 255)[0]
+    for other in (as_pil, as_bgr, as_tensor):
+        np.testing.assert_allclose(other.xyxy, expected.xyxy, atol=1.0)
+    grey = recognizer.predict(cv2.cvtColor(small_photo, cv2.COLOR_RGB2GRAY))[0]
+    assert len(grey) >= 5  # colour helps MTCNN a little; grey faces are still found
+
+
+def test_file_modes_folder_glob_and_bad_files(recognizer, small_photo, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(small_photo).convert("RGBA").save(folder / "rgba.png")
+    Image.fromarray(small_photo).convert("L").save(folder / "grey.jpg")
+    Image.fromarray(small_photo).convert("CMYK").save(folder / "cmyk.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (folder / "truncated.png").write_bytes((folder / "rgba.png").read_bytes()[:500])
+    with pytest.warns(UserWarning, match="skipped"):
+        results = recognizer.predict(folder)
+    assert sorted(r.source.split("/")[-1] for r in results) == ["cmyk.jpg", "grey.jpg", "rgba.png"]
+    assert all(len(r) >= 5 for r in results)
+    assert sorted(p.split("/")[-1] for p, _ in recognizer.skipped) == ["broken.jpg", "truncated.png"]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        assert len(recognizer.predict(str(folder / "*.jpg"))) == 2  # the broken one is skipped again
+
+
+def test_exif_rotation_keeps_faces_upright(recognizer, small_photo, tmp_path):
+    rotated = Image.fromarray(np.rot90(small_photo, k=1).copy())  # stored on its side...
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # ...with an EXIF tag saying 'rotate 90 clockwise to view'
+    rotated.save(tmp_path / "exif.jpg", exif=exif)
+    (r,) = recognizer.predict(tmp_path / "exif.jpg")
+    assert r.image.shape == small_photo.shape and len(r) == 6
+
+
+def test_no_face_tiny_and_missing(recognizer, tmp_path):
+    blank = recognizer.predict(np.full((300, 400, 3), 200, np.uint8))[0]
+    assert len(blank) == 0 and blank.faces == [] and blank.to_dataframe().empty
+    assert blank.plot().shape == (300, 400, 3)
+    tiny = recognizer.predict(np.full((20, 30, 3), 90, np.uint8))[0]
+    assert len(tiny) == 0
+    with pytest.raises(DataError, match="does not exist"):
+        recognizer.predict(tmp_path / "nothing.jpg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        recognizer.predict(tmp_path / "empty")
+    (tmp_path / "video.mp4").write_bytes(b"definitely not a video")
+    with pytest.raises(FerlabError, match="cannot open video"):
+        next(iter(recognizer.predict(tmp_path / "video.mp4")))
+
+
+def test_huge_image_boxes_in_original_coordinates(recognizer, small_photo):
+    reference = recognizer.predict_image(small_photo)
+    huge = cv2.resize(small_photo, (8192, 6144), interpolation=cv2.INTER_LINEAR)
+    result = recognizer.predict_image(huge)
+    assert len(result) == 6 and result.image.shape == huge.shape
+    ref = reference.xyxy[np.argsort(reference.xyxy[:, 0])] * 8
+    got = result.xyxy[np.argsort(result.xyxy[:, 0])]
+    side = ref[:, 2] - ref[:, 0]
+    assert (np.abs(got - ref).max(1) < 0.25 * side).all()
+
+
+def test_user_boxes_and_border_faces(recognizer, small_photo):
+    boxes = np.array([[-40, -30, 60, 90], [900, 650, 1100, 800]], dtype=np.float32)  # cut by the borders
+    r = recognizer.predict(small_photo, boxes=boxes)[0]
+    assert len(r) == 2 and all(f.score == 1.0 for f in r)
+    np.testing.assert_array_equal(r.xyxy, boxes)
+    crops = crop_faces(small_photo, boxes)
+    assert crops.shape == (2, 1, 48, 48) and crops.std() > 0
+
+
+def test_to_rgb_rejects_nonsense():
+    with pytest.raises(DataError, match="cannot use a str"):
+        to_rgb("hello")
+    with pytest.raises(DataError, match="must be"):
+        to_rgb(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(DataError, match="color"):
+        to_rgb(np.zeros((4, 4, 3), np.uint8), color="hsv")
+
+
+def _write_video(path, frames):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+@pytest.mark.slow
+def test_video_stream_tracks_faces(model_path, photo, tmp_path):
+    base = cv2.resize(photo[250:1150, 250:1450], (640, 480), interpolation=cv2.INTER_AREA)
+    frames = [np.roll(base, shift=2 * i, axis=1) for i in range(8)]
+    video = tmp_path / "clip.mp4"
+    _write_video(video, frames)
+    rec = Recognizer(model_path, "mtcnn", detect_every=3, smooth=0.5)
+    results = list(rec.predict(video))
+    assert [r.frame for r in results] == list(range(8))
+    assert all(len(r) == len(results[0]) >= 4 for r in results)
+    ids = [sorted(f.track_id for f in r) for r in results]
+    assert all(i == ids[0] for i in ids)  # the same faces keep their ids between detections
+    assert "detect" in results[3].timings and "detect" not in results[1].timings
+
+
+@pytest.mark.slow
+def test_cli_predict_image_and_video(model_path, photo, tmp_path, capsys):
+    from ferlab.cli import main
+
+    out = tmp_path / "out"
+    assert main(["predict", str(PHOTO), "--model", str(model_path), "--save", str(out), "--json",
+                 str(tmp_path / "r.json"), "--csv", str(tmp_path / "faces.csv")]) == 0
+    assert "6 faces" in capsys.readouterr().out
+    assert (out / "six_people.jpg").is_file() and len(json.loads((tmp_path / "r.json").read_text())[0]["faces"]) == 6
+    base = cv2.resize(photo[250:1150, 250:1450], (640, 480), interpolation=cv2.INTER_AREA)
+    _write_video(tmp_path / "clip.mp4", [base] * 5)
+    assert main(["predict", str(tmp_path / "clip.mp4"), "--model", str(model_path), "--save", str(out),
+                 "--detector", "haar", "--every", "2"]) == 0
+    assert "5 frames" in capsys.readouterr().out
+    for name in ("clip_annotated.mp4", "clip_timeline.csv", "clip_timeline.png"):
+        assert (out / name).stat().st_size > 100, name
+    cap = cv2.VideoCapture(str(out / "clip_annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
