@@ -11,16 +11,14 @@ Prints a markdown table and writes benchmarks/results/train_speed.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
 from ferlab.data import BatchAugment, Preprocessing
-from ferlab.io import atomic_write_json
 from ferlab.models import count_parameters, create_model, list_models
+
+from common import RESULTS, report
 
 
 def images_per_second(name: str, batch_size: int, steps: int, warmup: int = 2) -> float:
@@ -52,7 +50,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--models", nargs="*", default=None)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
+    parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
     args = parser.parse_args()
     rows = []
     for name in args.models or list_models():
@@ -60,13 +58,10 @@ def main() -> None:
         params = count_parameters(create_model(name), trainable_only=True)
         rows.append({"model": name, "trainable_params": params, "train_images_per_s": round(ips, 1),
                      "fer2013_epoch_min": round(28_513 / ips / 60, 2)})
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": args.batch_size}
-    atomic_write_json(args.out, {"machine": machine, "results": rows})
-    print(f"training throughput, batch {args.batch_size}, {machine['cores']} cores, torch {machine['torch']}\n")
-    print("| model | trainable params | train images/s | min per FER2013 epoch |\n|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['trainable_params']:,} | {r['train_images_per_s']:.0f} | {r['fer2013_epoch_min']:.2f} |")
+    report(args.out, f"training throughput, batch {args.batch_size}",
+           ["model", "trainable params", "train images/s", "min per FER2013 epoch"],
+           [[r["model"], f"{r['trainable_params']:,}", f"{r['train_images_per_s']:.0f}", f"{r['fer2013_epoch_min']:.2f}"]
+            for r in rows], {"batch_size": args.batch_size, "results": rows})
 
 
 if __name__ == "__main__":

@@ -191,3 +191,18 @@ def test_cli_predict_image_and_video(model_path, photo, tmp_path, capsys):
     cap = cv2.VideoCapture(str(out / "clip_annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     cap.release()
+
+
+def test_tracker_keeps_ids_and_smooths():
+    from ferlab.faces.tracking import FaceTracker
+
+    tracker = FaceTracker(smooth=0.5)
+    a = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], dtype=np.float32)
+    ids, _ = tracker.update(a, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert ids == [0, 1]
+    moved = a[::-1] + 1  # same faces, listed in the other order, moved a pixel
+    ids, probs = tracker.update(moved, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert ids == [1, 0]
+    np.testing.assert_allclose(probs, [[0.5, 0.5], [0.5, 0.5]])
+    ids, _ = tracker.update(np.array([[200, 200, 210, 210]], dtype=np.float32), np.array([[1.0, 0.0]]))
+    assert ids == [2]

@@ -18,6 +18,7 @@ from ferlab.classifier import Classifier, load
 from ferlab.data.readers import IMAGE_EXTENSIONS, open_image
 from ferlab.errors import DataError, FerlabError
 from ferlab.faces import FaceDetector, create_detector, crop_faces
+from ferlab.faces.tracking import FaceTracker
 from ferlab.results import Face, Results
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -25,14 +26,6 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 class SkippedInputWarning(UserWarning):
     """An input of a folder / glob run could not be read; the run goes on without it."""
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-6)
 
 
 def to_rgb(image: Any, color: str = "rgb") -> np.ndarray:
@@ -203,8 +196,7 @@ class Recognizer:
             raise FerlabError(f"cannot open {what}: the file is missing, not a video, or its codec is not supported "
                               f"by OpenCV's FFmpeg build (convert it to H.264 MP4), or no camera has that index")
         name = f"webcam {source}" if isinstance(source, int) else str(source)
-        tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (box, smoothed probs)
-        next_id = 0
+        tracker = FaceTracker(smooth=self.smooth)
         boxes = np.zeros((0, 4), np.float32)
         scores, landmarks = np.zeros(0, np.float32), None
         index = 0
@@ -221,24 +213,15 @@ class Recognizer:
                     boxes, scores, landmarks = found.boxes, found.scores, found.landmarks
                     timings["detect"] = (time.perf_counter() - t0) * 1000
                 result = self._results(rgb, boxes, scores, landmarks, name, timings, frame=index)
-                # track: each face takes the id of the best-overlapping previous box (IoU > 0.3)
-                ids = list(tracks)
-                prev = np.array([tracks[i][0] for i in ids]).reshape(-1, 4)
-                iou = _iou(result.xyxy, prev) if len(prev) and len(result) else np.zeros((len(result), 0))
-                new_tracks = {}
-                for k, face in enumerate(result.faces):
-                    j = int(iou[k].argmax()) if iou.shape[1] else -1
-                    if j >= 0 and iou[k, j] > 0.3 and ids[j] not in new_tracks:
-                        face.track_id = ids[j]
-                        if self.smooth:
-                            names = list(face.probs)
-                            p = np.array([face.probs[n] for n in names])
-                            p = self.smooth * tracks[ids[j]][1] + (1 - self.smooth) * p
-                            face.probs = {n: float(v) for n, v in zip(names, p, strict=True)}
-                    else:
-                        face.track_id, next_id = next_id, next_id + 1
-                    new_tracks[face.track_id] = (face.box, np.array(list(face.probs.values())))
-                tracks = new_tracks
+                if len(result):
+                    names = list(result.faces[0].probs)
+                    probs = np.array([[f.probs[n] for n in names] for f in result.faces])
+                    ids, probs = tracker.update(result.xyxy, probs)
+                    for face, track_id, p in zip(result.faces, ids, probs, strict=True):
+                        face.track_id = track_id
+                        face.probs = {n: float(v) for n, v in zip(names, p, strict=True)}
+                else:
+                    tracker.update(np.zeros((0, 4)), np.zeros((0, 0)))
                 result.timings["total"] = (time.perf_counter() - t0) * 1000
                 yield result
                 index += 1

@@ -111,28 +111,22 @@ class ShallowConvDense(FERNet):
         self.head = nn.Sequential(*hidden, nn.Linear(width, num_classes))
 
 
-@register_model
-def maastricht_cnn1(num_classes: int = 7, in_chans: int = 1, **kwargs) -> ShallowConvDense:
-    """Second Maastricht report, CNN 1: 3 dense layers, kernel 5."""
-    return ShallowConvDense(num_classes, in_chans, **{"n_dense": 3, "kernel": 5, **kwargs})
+def _register_shallow(name: str, n_dense: int, kernel: int, what: str) -> None:
+    def factory(num_classes: int = 7, in_chans: int = 1, **kwargs) -> ShallowConvDense:
+        return ShallowConvDense(num_classes, in_chans, **{"n_dense": n_dense, "kernel": kernel, **kwargs})
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"Second Maastricht report, {what}."
+    register_model(factory)
 
 
-@register_model
-def maastricht_cnn2(num_classes: int = 7, in_chans: int = 1, **kwargs) -> ShallowConvDense:
-    """Second Maastricht report, CNN 2: 5 dense layers, kernel 5."""
-    return ShallowConvDense(num_classes, in_chans, **{"n_dense": 5, "kernel": 5, **kwargs})
-
-
-@register_model
-def maastricht_cnn3(num_classes: int = 7, in_chans: int = 1, **kwargs) -> ShallowConvDense:
-    """Second Maastricht report, CNN 3: 8 dense layers, kernel 5."""
-    return ShallowConvDense(num_classes, in_chans, **{"n_dense": 8, "kernel": 5, **kwargs})
-
-
-@register_model
-def maastricht_cnn4(num_classes: int = 7, in_chans: int = 1, **kwargs) -> ShallowConvDense:
-    """Second Maastricht report, CNN 4: CNN 1 with 3x3 kernels."""
-    return ShallowConvDense(num_classes, in_chans, **{"n_dense": 3, "kernel": 3, **kwargs})
+for _name, _dense, _kernel, _what in (
+    ("maastricht_cnn1", 3, 5, "CNN 1: 3 dense layers, kernel 5"),
+    ("maastricht_cnn2", 5, 5, "CNN 2: 5 dense layers, kernel 5"),
+    ("maastricht_cnn3", 8, 5, "CNN 3: 8 dense layers, kernel 5"),
+    ("maastricht_cnn4", 3, 3, "CNN 4: CNN 1 with 3x3 kernels"),
+):
+    _register_shallow(_name, _dense, _kernel, _what)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ferlab import __version__
 from ferlab.data import FaceDataset, Preprocessing, class_weights
 from ferlab.errors import ConfigError
 from ferlab.io import atomic_write_json, atomic_write_text
+from ferlab.system import hardware_summary
 from ferlab.training.config import ExperimentConfig, load_config
 
 
@@ -158,7 +159,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     best = load(best_path)
     logged = {monitor: float(best_ckpt.best_model_score)} if best_ckpt.best_model_score is not None else {}
     card = {**best.card, "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
-            "epochs_run": trainer.current_epoch, "hardware": _hardware(), "config": cfg.to_dict(),
+            "epochs_run": trainer.current_epoch, "hardware": hardware_summary(), "config": cfg.to_dict(),
             "command": " ".join(sys.argv) if Path(sys.argv[0]).name == "ferlab" else None}
     clf = Classifier(best.model, best.label_set, best.preprocessing, card)
     result = evaluate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
@@ -179,17 +180,3 @@ def _free_log_version(logs: Path, prefix: str) -> str:
         n += 1
         version = f"{prefix}-{n}"
     return version
-
-
-def _hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"

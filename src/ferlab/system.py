@@ -1,0 +1,27 @@
+"""The machine a number was measured on, for model cards and benchmark results."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware_summary() -> str:
+    """``'NVIDIA H100 ...'`` when training on a GPU, else ``'<cpu>, N cores, torch X (CPU)'``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
