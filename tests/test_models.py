@@ -33,6 +33,12 @@ def test_forward_backward_no_nan(name):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_new_models_are_in_train_mode(name):
+    # BatchNorm / dropout left in eval mode would silently train a different network
+    assert all(m.training for m in create_model(name).modules())
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_reset_classifier_and_channels(name):
     model = create_model(name, num_classes=7, in_chans=3)
     model.reset_classifier(5)

@@ -40,6 +40,7 @@ def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
     torch.testing.assert_close(from_ckpt.predict_proba(x), clf.predict_proba(x))
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")  # expected: resuming writes beside it
 def test_resume_continues_from_last_checkpoint(tmp_path, fer_csv):
     first = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"])
     first_steps = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
@@ -89,6 +90,7 @@ class _InterruptAtEpoch(__import__("lightning").Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")
 def test_interrupted_run_keeps_a_valid_last_checkpoint(tmp_path, fer_csv):
     with pytest.raises(KeyboardInterrupt, match="--resume"):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=3"], callbacks=[_InterruptAtEpoch(1)])

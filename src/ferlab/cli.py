@@ -227,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
     try:
-        with warnings.catch_warnings():
-            # data readers warn per skipped file; on the command line one line each is enough
-            warnings.simplefilter("default")
-            args.func(args)
+        args.func(args)
     except FerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,10 +16,14 @@ from ferlab.models.registry import register_model, register_model_pattern
 
 
 def _flat_size(features: nn.Module, in_chans: int, size: int) -> int:
+    """Width of ``features``' output for one ``size`` x ``size`` image, leaving its train / eval mode as it was."""
     import torch
 
+    was_training = features.training
     with torch.no_grad():
-        return int(features.eval()(torch.zeros(1, in_chans, size, size)).numel())
+        width = int(features.eval()(torch.zeros(1, in_chans, size, size)).numel())
+    features.train(was_training)
+    return width
 
 
 # ----------------------------------------------------------------------------------------------------------

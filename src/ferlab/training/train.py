@@ -139,7 +139,8 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         logger=[CSVLogger(run_dir, name="logs", version=_free_log_version(run_dir / "logs", "csv")),
                 TensorBoardLogger(run_dir, name="logs", version="tb")],
         default_root_dir=run_dir, enable_progress_bar=cfg.trainer.progress in ("auto", "rich")
-        and sys.stdout.isatty(), enable_model_summary=False, num_sanity_val_steps=1, log_every_n_steps=20,
+        and sys.stdout.isatty(), enable_model_summary=False, num_sanity_val_steps=1,
+        log_every_n_steps=max(1, min(20, len(train_split) // cfg.trainer.batch_size)),
         benchmark=cuda,
     )
     start = time.perf_counter()
