@@ -7,8 +7,10 @@ folders.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,35 @@ class Classifier(nn.Module):
     """
 
     def __init__(self, model: nn.Module, label_set: LabelSet, preprocessing: Preprocessing,
-                 card: dict[str, Any] | None = None) -> None:
+                 card: dict[str, Any] | None = None, optimize: bool = True) -> None:
         super().__init__()
         self.model = model
         self.label_set = label_set
         self.preprocessing = preprocessing
         self.card = card or {}
+        self.optimize = optimize
+        # set through __dict__ so the compiled copy is no submodule (never in state_dict / .to())
+        self.__dict__["_compiled"] = None
+
+    def _runner(self) -> nn.Module:
+        """What runs the forward pass: on CPU an inference copy with every BatchNorm folded into the conv
+        before it, in channels-last memory layout (about 3x faster for these small networks on a 2-core
+        CPU); else the model itself.
+
+        The copy is built on first use; build a new Classifier after changing the weights.
+        """
+        if not self.optimize or self.device.type != "cpu" or self.model.training:
+            return self.model
+        if self._compiled is None:
+            from torch.fx.experimental.optimization import fuse
+
+            try:
+                fused = fuse(copy.deepcopy(self.model).eval())
+            except Exception as exc:  # torch.fx cannot trace some control flow; run the model as it is
+                warnings.warn(f"running {type(self.model).__name__} unfused: {exc}", stacklevel=3)
+                fused = self.model
+            self.__dict__["_compiled"] = fused.to(memory_format=torch.channels_last)
+        return self._compiled
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -82,15 +107,22 @@ class Classifier(nn.Module):
         return x
 
     @torch.inference_mode()
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none") -> torch.Tensor:
-        """Raw scores (N, num_classes); with ``tta`` averaged over flips (and shifted crops) in log space."""
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none") -> torch.Tensor:
+        """Raw scores (N, num_classes); with ``tta`` averaged over flips (and shifted crops) in log space.
+
+        Faces run in chunks of ``batch_size`` (about 100 is fastest on a 2-core CPU: larger batches
+        fall out of its caches).
+        """
         if tta not in TTA_MODES:
             raise ModelError(f"unknown test-time augmentation '{tta}'; choose one of {', '.join(TTA_MODES)}")
         x = self._as_batch(images)
         self.model.eval()
+        net = self._runner()
         out = []
         for start in range(0, len(x), batch_size):
             batch = self.preprocessing(x[start:start + batch_size].to(self.device))
+            if net is not self.model:
+                batch = batch.contiguous(memory_format=torch.channels_last)
             views = [batch]
             if tta != "none":
                 views.append(batch.flip(-1))
@@ -101,18 +133,18 @@ class Classifier(nn.Module):
                 for dy, dx in ((0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)):
                     views.append(padded[..., dy:dy + size, dx:dx + size])
             if tta == "none":
-                out.append(self.model(batch).float().cpu())
+                out.append(net(batch).float().cpu())
             else:
-                logp = torch.stack([F.log_softmax(self.model(v).float(), 1) for v in views]).mean(0)
+                logp = torch.stack([F.log_softmax(net(v).float(), 1) for v in views]).mean(0)
                 out.append(logp.cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none"
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none"
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes) for uint8 faces (N, C, H, W) / (N, H, W)."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 512, tta: str = "none") -> list[str]:
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none") -> list[str]:
         """Top class name per face."""
         idx = self.logits(images, batch_size, tta).argmax(1)
         return [self.class_names[i] for i in idx.tolist()]
