@@ -107,11 +107,11 @@ class Classifier(nn.Module):
         return x
 
     @torch.inference_mode()
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none") -> torch.Tensor:
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
         """Raw scores (N, num_classes); with ``tta`` averaged over flips (and shifted crops) in log space.
 
-        Faces run in chunks of ``batch_size`` (about 100 is fastest on a 2-core CPU: larger batches
-        fall out of its caches).
+        Faces run in chunks of ``batch_size``: 64 was fastest on a 2-core CPU (larger chunks fall out of
+        its caches; see benchmarks/inference_speed.py).
         """
         if tta not in TTA_MODES:
             raise ModelError(f"unknown test-time augmentation '{tta}'; choose one of {', '.join(TTA_MODES)}")
@@ -139,12 +139,12 @@ class Classifier(nn.Module):
                 out.append(logp.cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none"
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none"
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes) for uint8 faces (N, C, H, W) / (N, H, W)."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 128, tta: str = "none") -> list[str]:
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> list[str]:
         """Top class name per face."""
         idx = self.logits(images, batch_size, tta).argmax(1)
         return [self.class_names[i] for i in idx.tolist()]

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
     p.add_argument("--split", default="val", help="train, val, test, or Training / PublicTest / PrivateTest")
     p.add_argument("--tta", default="none", choices=["none", "flip", "flip-crops"], help="test-time augmentation")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
     p.set_defaults(func=_cmd_evaluate)
 

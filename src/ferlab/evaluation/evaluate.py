@@ -88,7 +88,7 @@ class EvaluationResult:
 
 
 def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "val", tta: str = "none",
-             batch_size: int = 128) -> EvaluationResult:
+             batch_size: int = 64) -> EvaluationResult:
     """Evaluate a classifier on one split.
 
     Args:
