@@ -6,6 +6,13 @@ import cv2
 import numpy as np
 
 
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the image-left and image-right eye for 5-point (MTCNN) or 68-point landmarks."""
+    if landmarks.shape[1] == 68:
+        return landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
+    return landmarks[:, 0], landmarks[:, 1]
+
+
 def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None, size: int = 48,
                margin: float = 0.15, align: bool = True, grey: bool = True) -> np.ndarray:
     """Crop each face into a ``size`` x ``size`` uint8 image.
@@ -27,7 +34,7 @@ def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
         side = max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
         angle = 0.0
         if align and landmarks is not None and landmarks.shape[1] >= 2:
-            (lx, ly), (rx, ry) = landmarks[i, 0], landmarks[i, 1]
+            (lx, ly), (rx, ry) = (e[i] for e in eye_centres(landmarks))
             angle = np.degrees(np.arctan2(ry - ly, rx - lx))
         # one affine map: rotate about the face centre, scale the square to `size`, move it to the origin
         m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)

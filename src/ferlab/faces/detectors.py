@@ -106,7 +106,14 @@ class HaarDetector(FaceDetector):
         return Detections(boxes[order], scores[order])
 
 
-_DETECTORS: dict[str, Callable[..., FaceDetector]] = {"mtcnn": MTCNNDetector, "haar": HaarDetector}
+def _dlib_detector(**kwargs) -> FaceDetector:
+    from ferlab.faces.landmarks import DlibHOGDetector  # optional: needs ferlab[landmarks]
+
+    return DlibHOGDetector(**kwargs)
+
+
+_DETECTORS: dict[str, Callable[..., FaceDetector]] = {"mtcnn": MTCNNDetector, "haar": HaarDetector,
+                                                      "dlib": _dlib_detector}
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector]) -> None:
@@ -119,7 +126,8 @@ def list_detectors() -> list[str]:
 
 
 def create_detector(name: str = "mtcnn", **kwargs) -> FaceDetector:
-    """Build a registered face detector (``mtcnn`` or ``haar``)."""
+    """Build a registered face detector: ``mtcnn`` (default), ``haar``, or ``dlib`` (HOG + 68 landmarks,
+    needs ``ferlab[landmarks]``)."""
     if name not in _DETECTORS:
         raise ModelError(unknown_choice("face detector", name, _DETECTORS))
     return _DETECTORS[name](**kwargs)
