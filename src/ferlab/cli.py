@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -73,6 +74,34 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             _video_report(output, source, save, args)
 
 
+def _explained_plot(result, args: argparse.Namespace):
+    """The annotated image with each face's saliency map (``--explain METHOD``) blended into its box."""
+    from ferlab.explain import overlay_faces
+    from ferlab.results import Results
+
+    if not hasattr(args, "_explainer"):
+        from ferlab.classifier import load
+
+        args._explainer = load(args.model)
+    heat = overlay_faces(result.image, result.xyxy, args._explainer, args.explain)
+    return Results(heat, result.faces, result.source, result.frame, result.timings).plot(bars=False)
+
+
+def _save_rgb(rgb, path: Path) -> Path:
+    import cv2
+
+    from ferlab.io import atomic_save
+
+    def write(tmp: Path) -> None:
+        ok, buf = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise FerlabError(f"cannot encode an image as {path.suffix}")
+        tmp.write_bytes(buf.tobytes())
+
+    atomic_save(path, write)
+    return path
+
+
 def _images_report(results: list, skipped: list, save: Path | None, args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -82,7 +111,11 @@ def _images_report(results: list, skipped: list, save: Path | None, args: argpar
     for r in results:
         print(r.summary())
         if save:
-            path = r.save(save / _output_name(r.source, used, ".jpg"))
+            name = _output_name(r.source, used, ".jpg")
+            if args.explain:
+                path = _save_rgb(_explained_plot(r, args), save / name)
+            else:
+                path = r.save(save / name)
             print(f"  saved {path}")
     frames = [r.to_dataframe() for r in results if len(r)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -107,7 +140,7 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
     from ferlab.evaluation.plots import plot_emotion_timeline
     from ferlab.io import atomic_path, atomic_write_text
 
-    rows, writer, frames, start = [], None, 0, __import__("time").perf_counter()
+    rows, writer, frames, start = [], None, 0, time.perf_counter()
     name = "webcam" if isinstance(source, int) else Path(source).stem
     fps = 25.0
     if not isinstance(source, int):
@@ -121,7 +154,7 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
         for r in stream:
             annotated = None
             if save or args.show:
-                annotated = cv2.cvtColor(r.plot(), cv2.COLOR_RGB2BGR)
+                annotated = cv2.cvtColor(_explained_plot(r, args) if args.explain else r.plot(), cv2.COLOR_RGB2BGR)
             if save:
                 if writer is None:
                     h, w = annotated.shape[:2]
@@ -142,7 +175,7 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
             tmp.with_suffix(".mp4").replace(tmp)
         if tmp_ctx:
             tmp_ctx.__exit__(None, None, None)
-    seconds = __import__("time").perf_counter() - start
+    seconds = time.perf_counter() - start
     timeline = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     print(f"{name}: {frames} frames, {len(timeline)} face detections, {frames / max(seconds, 1e-9):.1f} frames/s")
     if save:
@@ -152,6 +185,127 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
         print(f"saved {video_path}, {name}_timeline.csv" + (f", {name}_timeline.png" if len(timeline) else ""))
     if args.csv:
         atomic_write_text(args.csv, timeline.to_csv(index=False))
+
+
+def _faces_of(source: str, clf, detector: str) -> tuple:
+    """uint8 (N, 1, S, S) faces of an image (the image itself when it is a small crop, else the detected
+    faces) and a caption for each."""
+    import numpy as np
+
+    from ferlab.data.readers import open_image
+    from ferlab.faces import create_detector, crop_faces
+
+    rgb = np.asarray(open_image(source))
+    size = clf.preprocessing.input_size
+    if max(rgb.shape[:2]) <= 2 * size:  # already a face crop (FER2013 style)
+        return crop_faces(rgb, np.array([[0, 0, rgb.shape[1], rgb.shape[0]]], np.float32), size=size, margin=0.0,
+                          align=False), ["face"]
+    found = create_detector(detector).detect(rgb)
+    if not len(found):
+        raise FerlabError(f"no face found in {source}; pass a face crop or a photo with visible faces")
+    crops = crop_faces(rgb, found.boxes, found.landmarks, size=size)
+    return crops, [f"face {i} at ({int(b[0])}, {int(b[1])})" for i, b in enumerate(found.boxes)]
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ferlab.classifier import load
+    from ferlab.explain import (
+        METHODS,
+        activations,
+        class_average_saliency,
+        confident_mistakes,
+        explain,
+        first_layer_kernels,
+        maximise,
+    )
+    from ferlab.explain.plots import plot_class_grid, plot_explanation, plot_maps, plot_methods_grid
+
+    clf = load(args.model)
+    out = Path(args.save)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    explained = []
+    if args.source:
+        parts = [_faces_of(src, clf, args.detector) for src in args.source]
+        faces = np.concatenate([f for f, _ in parts])
+        titles = [t if len(parts) == 1 else f"{Path(src).stem}: {t}" for src, (_, ts) in zip(args.source, parts,
+                                                                                             strict=True) for t in ts]
+        stem = Path(args.source[0]).stem if len(args.source) == 1 else "faces"
+        for method in methods:
+            if args.all_classes:
+                for i in range(len(faces)):
+                    e = _all_classes(clf, faces[i:i + 1], method, args.layer)
+                    written.append(plot_class_grid([e], out / f"{stem}_face{i}_{method}_all_classes.png"))
+            else:
+                e = explain(clf, faces, method, target=args.cls, layer=args.layer)
+                written.append(plot_explanation(e, out / f"{stem}_{method}.png", titles))
+                explained.append(e)
+        if len(explained) > 1:
+            written.append(plot_methods_grid(explained, out / f"{stem}_methods.png", titles))
+        if args.activations:
+            acts = activations(clf.model, clf.preprocessing(clf._as_batch(faces[:1])), args.activations)[0]
+            if acts.ndim != 3:
+                raise FerlabError(f"layer {args.activations} gives {tuple(acts.shape)}, not feature maps")
+            written.append(plot_maps(acts.numpy(), out / f"{stem}_activations_{args.activations}.png",
+                                     [f"ch {c}" for c in range(len(acts))], cmap="viridis",
+                                     title=f"{args.activations} on face 0"))
+    if args.filters:
+        kernels = first_layer_kernels(clf.model)
+        written.append(plot_maps(kernels, out / "first_layer_kernels.png", [f"k{i}" for i in range(len(kernels))],
+                                 cmap="bwr", title="first-layer kernels"))
+        images = [maximise(clf.model, class_index=c, size=clf.preprocessing.input_size,
+                           in_chans=clf.card.get("in_chans", 1)) for c in range(len(clf.class_names))]
+        written.append(plot_maps(np.stack(images), out / "class_maximisation.png", list(clf.class_names),
+                                 title="inputs that maximise each class (gradient ascent)"))
+    if args.data:
+        from ferlab.data import load_dataset
+        from ferlab.data.splits import canonical_split
+        from ferlab.training.config import expand_path
+
+        split = canonical_split(args.split)
+        if split is None:
+            raise FerlabError(f"unknown split '{args.split}'; use train, val, test, PublicTest or PrivateTest")
+        ds = load_dataset(expand_path(args.data), clf.label_set, val_fraction=0.0).split(split)
+        if args.samples:
+            labels = ds.labels.numpy()
+            picks = [int(np.flatnonzero(labels == c)[0]) for c in range(len(clf.class_names)) if (labels == c).any()]
+            picks = picks[: args.samples]
+            grid = [explain(clf, ds.images[picks], m, layer=args.layer) for m in methods]
+            captions = [f"true {clf.class_names[labels[i]]}" for i in picks]
+            written.append(plot_methods_grid(grid, out / f"samples_{'_'.join(methods) if len(methods) == 1 else 'methods'}.png",
+                                             captions))
+        for method in methods:
+            maps, means = class_average_saliency(clf, ds, method, per_class=args.per_class)
+            written.append(plot_maps(np.concatenate([means, maps]), out / f"class_average_{method}.png",
+                                     [f"mean {c}" for c in clf.class_names] + [f"{method} {c}" for c in clf.class_names],
+                                     cols=len(clf.class_names), cmap=["gray"] * len(means) + ["inferno"] * len(maps),
+                                     title=f"mean face and mean {method} map per class ({args.per_class} faces each)"))
+            e, captions = confident_mistakes(clf, ds, method)
+            written.append(plot_explanation(e, out / f"confident_mistakes_{method}.png", captions))
+    if not written:
+        raise FerlabError("nothing to explain: give a SOURCE image, --filters, or --data")
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _all_classes(clf, face, method: str, layer: str | None):
+    """One face explained for every class, as one Explanation with a map per class."""
+    import numpy as np
+
+    from ferlab.explain import explain
+
+    n = len(clf.class_names)
+    maps, probs = [], None
+    for c in range(n):
+        e = explain(clf, face, method, target=c, layer=layer)
+        maps.append(e.maps[0])
+        probs = e.probs
+    e.maps, e.targets, e.probs = np.stack(maps), list(range(n)), probs.repeat(n, 0)
+    e.faces = e.faces.repeat(n, 0)
+    return e
 
 
 def _cmd_data_inspect(args: argparse.Namespace) -> None:
@@ -205,7 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, help="video: run the detector every N frames, track between")
     p.add_argument("--smooth", type=float, default=0.0, help="video: smoothing of probabilities per face (0-0.95)")
     p.add_argument("--show", action="store_true", help="video / webcam: show a live window (needs a display)")
+    p.add_argument("--explain", metavar="METHOD", help="overlay each face's saliency map (e.g. gradcam)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("explain", help="saliency maps, kernels, activations and maximising images")
+    p.add_argument("source", nargs="*", help="face crops or photos (faces are found first)")
+    p.add_argument("--model", default="emotion", help="bundled name, model file or run folder")
+    p.add_argument("--method", default="gradcam", help="guided-backprop, gradcam, guided-gradcam, saliency, "
+                   "smoothgrad, integrated-gradients, or all")
+    p.add_argument("--class", dest="cls", help="explain this class (default: each face's prediction)")
+    p.add_argument("--all-classes", action="store_true", help="one face against every class")
+    p.add_argument("--layer", help="Grad-CAM layer (default: the last spatial block of model.features)")
+    p.add_argument("--activations", metavar="LAYER", help="also plot the activation maps of this layer")
+    p.add_argument("--filters", action="store_true", help="first-layer kernels and class-maximising inputs")
+    p.add_argument("--data", help="dataset for per-class average maps and the most confident mistakes")
+    p.add_argument("--split", default="PublicTest")
+    p.add_argument("--per-class", type=int, default=64, help="faces per class for the average maps")
+    p.add_argument("--samples", type=int, default=0, help="with --data: the first face of each class, every method")
+    p.add_argument("--detector", default="mtcnn")
+    p.add_argument("--save", required=True, help="folder for the PNGs")
+    p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True)
