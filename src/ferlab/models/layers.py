@@ -24,6 +24,15 @@ def conv_block(in_ch: int, out_ch: int, n_convs: int = 1, kernel: int = 3, pool:
     return nn.Sequential(*layers)
 
 
+def vgg_features(in_chans: int, filters: tuple[int, ...], n_convs: int = 2, dropout: float = 0.25) -> nn.Sequential:
+    """VGG-style feature stack: one :func:`conv_block` of ``n_convs`` 3x3 convs per width, then flatten."""
+    blocks, ch = [], in_chans
+    for f in filters:
+        blocks.append(conv_block(ch, f, n_convs=n_convs, kernel=3, dropout=dropout))
+        ch = f
+    return nn.Sequential(*blocks, nn.Flatten())
+
+
 def dense_block(in_features: int, out_features: int, dropout: float = 0.0, batch_norm: bool = True
                 ) -> nn.Sequential:
     """Dense-BN-ReLU-dropout: block '2' of the block-coded family."""

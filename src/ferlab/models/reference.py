@@ -11,7 +11,14 @@ from torch import Tensor, nn
 
 from ferlab.errors import ModelError
 from ferlab.models.base import FERNet
-from ferlab.models.layers import FixedEdgeConv, SeparableConv2d, conv_block, conv_bn_relu, dense_block
+from ferlab.models.layers import (
+    FixedEdgeConv,
+    SeparableConv2d,
+    conv_block,
+    conv_bn_relu,
+    dense_block,
+    vgg_features,
+)
 from ferlab.models.registry import register_model, register_model_pattern
 
 
@@ -176,11 +183,7 @@ class CopenhagenVGG(FERNet):
     def __init__(self, num_classes: int = 7, in_chans: int = 1, filters: tuple[int, ...] = (32, 64, 128),
                  dense_units: int = 64, dropout: float = 0.5) -> None:
         super().__init__()
-        blocks, ch = [], in_chans
-        for f in filters:
-            blocks.append(conv_block(ch, f, n_convs=2, kernel=3, dropout=0.25))
-            ch = f
-        self.features = nn.Sequential(*blocks, nn.Flatten())
+        self.features = vgg_features(in_chans, filters, n_convs=2, dropout=0.25)
         width = _flat_size(self.features, in_chans, self.input_size)
         self.head = nn.Sequential(dense_block(width, dense_units, dropout), nn.Linear(dense_units, num_classes))
 
@@ -207,11 +210,7 @@ class VGG2017(FERNet):
     def __init__(self, num_classes: int = 7, in_chans: int = 1, filters: tuple[int, ...] = (32, 32, 32, 32),
                  dense_units: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
-        blocks, ch = [], in_chans
-        for f in filters:
-            blocks.append(conv_block(ch, f, n_convs=2, kernel=3, dropout=0.2))
-            ch = f
-        self.features = nn.Sequential(*blocks, nn.Flatten())
+        self.features = vgg_features(in_chans, filters, n_convs=2, dropout=0.2)
         width = _flat_size(self.features, in_chans, self.input_size)
         self.head = nn.Sequential(nn.Linear(width, dense_units), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(dense_units, num_classes))
