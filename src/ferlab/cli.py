@@ -30,13 +30,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from ferlab.classifier import load
     from ferlab.data import load_dataset
     from ferlab.evaluation import evaluate
+    from ferlab.training.config import expand_path
 
     clf = load(args.model)
     data = args.data or (clf.card.get("data", {}).get("path"))
     if not data:
         raise FerlabError("no data given: pass --data PATH (a FER2013 CSV or an image folder)")
-    from ferlab.training.config import expand_path
-
     ds = load_dataset(expand_path(str(data)), clf.label_set, val_fraction=0.0)
     result = evaluate(clf, ds, split=args.split, tta=args.tta, batch_size=args.batch_size)
     print(result.summary())
@@ -58,64 +57,43 @@ def _output_name(source: str, used: set[str], suffix: str) -> str:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from ferlab.pipeline import Recognizer
+    from ferlab.pipeline import Recognizer, SkippedInputWarning
 
     rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth)
     source = int(args.source) if args.source.isdigit() and not Path(args.source).exists() else args.source
     save = Path(args.save) if args.save else None
     if save:
         save.mkdir(parents=True, exist_ok=True)
+    if args.explain:
+        from ferlab.explain import overlay_faces
+        from ferlab.results import Results
+
+        def draw(r):  # each face's saliency map blended into its box, then the usual annotations
+            heat = overlay_faces(r.image, r.xyxy, rec.classifier, args.explain)
+            return Results(heat, r.faces, r.source, r.frame, r.timings).plot(bars=False)
+    else:
+        def draw(r):
+            return r.plot()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # skipped files are reported at the end instead
+        warnings.simplefilter("ignore", category=SkippedInputWarning)  # listed at the end instead
         output = rec.predict(source)
         if isinstance(output, list):
-            _images_report(output, rec.skipped, save, args)
+            _images_report(output, rec.skipped, save, args, draw)
         else:
-            _video_report(output, source, save, args)
+            _video_report(output, source, save, args, draw)
 
 
-def _explained_plot(result, args: argparse.Namespace):
-    """The annotated image with each face's saliency map (``--explain METHOD``) blended into its box."""
-    from ferlab.explain import overlay_faces
-    from ferlab.results import Results
-
-    if not hasattr(args, "_explainer"):
-        from ferlab.classifier import load
-
-        args._explainer = load(args.model)
-    heat = overlay_faces(result.image, result.xyxy, args._explainer, args.explain)
-    return Results(heat, result.faces, result.source, result.frame, result.timings).plot(bars=False)
-
-
-def _save_rgb(rgb, path: Path) -> Path:
-    import cv2
-
-    from ferlab.io import atomic_save
-
-    def write(tmp: Path) -> None:
-        ok, buf = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise FerlabError(f"cannot encode an image as {path.suffix}")
-        tmp.write_bytes(buf.tobytes())
-
-    atomic_save(path, write)
-    return path
-
-
-def _images_report(results: list, skipped: list, save: Path | None, args: argparse.Namespace) -> None:
+def _images_report(results: list, skipped: list, save: Path | None, args: argparse.Namespace, draw) -> None:
     import pandas as pd
 
     from ferlab.io import atomic_write_json, atomic_write_text
+    from ferlab.results import save_image
 
     used: set[str] = set()
     for r in results:
         print(r.summary())
         if save:
-            name = _output_name(r.source, used, ".jpg")
-            if args.explain:
-                path = _save_rgb(_explained_plot(r, args), save / name)
-            else:
-                path = r.save(save / name)
+            path = save_image(draw(r), save / _output_name(r.source, used, ".jpg"))
             print(f"  saved {path}")
     frames = [r.to_dataframe() for r in results if len(r)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -133,12 +111,12 @@ def _images_report(results: list, skipped: list, save: Path | None, args: argpar
             print(f"  {path}: {reason}", file=sys.stderr)
 
 
-def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -> None:
+def _video_report(stream, source, save: Path | None, args: argparse.Namespace, draw) -> None:
     import cv2
     import pandas as pd
 
     from ferlab.evaluation.plots import plot_emotion_timeline
-    from ferlab.io import atomic_path, atomic_write_text
+    from ferlab.io import atomic_write_text
 
     rows, writer, frames, start = [], None, 0, time.perf_counter()
     name = "webcam" if isinstance(source, int) else Path(source).stem
@@ -148,17 +126,17 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         cap.release()
     video_path = save / f"{name}_annotated.mp4" if save else None
-    tmp_ctx = atomic_path(video_path) if video_path else None
-    tmp = tmp_ctx.__enter__() if tmp_ctx else None
+    # VideoWriter needs a real .mp4 name: write a hidden partial file and rename it when done
+    partial = video_path.with_name(f".{video_path.stem}.partial.mp4") if video_path else None
     try:
         for r in stream:
             annotated = None
             if save or args.show:
-                annotated = cv2.cvtColor(_explained_plot(r, args) if args.explain else r.plot(), cv2.COLOR_RGB2BGR)
+                annotated = cv2.cvtColor(draw(r), cv2.COLOR_RGB2BGR)
             if save:
                 if writer is None:
                     h, w = annotated.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp.with_suffix(".mp4")), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 writer.write(annotated)
             if args.show:
                 cv2.imshow("ferlab", annotated)
@@ -172,9 +150,8 @@ def _video_report(stream, source, save: Path | None, args: argparse.Namespace) -
     finally:
         if writer is not None:
             writer.release()
-            tmp.with_suffix(".mp4").replace(tmp)
-        if tmp_ctx:
-            tmp_ctx.__exit__(None, None, None)
+            # the frames already processed are kept, also after Ctrl+C on a webcam
+            partial.replace(video_path)
     seconds = time.perf_counter() - start
     timeline = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     print(f"{name}: {frames} frames, {len(timeline)} face detections, {frames / max(seconds, 1e-9):.1f} frames/s")

@@ -183,15 +183,19 @@ class Results:
 
     def save(self, path: str | os.PathLike, **plot_kwargs: Any) -> Path:
         """Write the annotated image (format from the suffix, e.g. .jpg / .png) atomically."""
-        path = Path(path)
-        bgr = cv2.cvtColor(self.plot(**plot_kwargs), cv2.COLOR_RGB2BGR)
-        ext = path.suffix or ".jpg"
+        return save_image(self.plot(**plot_kwargs), path)
 
-        def write(tmp: Path) -> None:
-            ok, buf = cv2.imencode(ext, bgr)
-            if not ok:
-                raise ValueError(f"cannot encode an image as {ext}")
-            tmp.write_bytes(buf.tobytes())
 
-        atomic_save(path, write)
-        return path
+def save_image(rgb: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an RGB uint8 image atomically; the suffix (.jpg, .png...) picks the format."""
+    path = Path(path)
+    ext = path.suffix or ".jpg"
+
+    def write(tmp: Path) -> None:
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"cannot encode an image as {ext}")
+        tmp.write_bytes(buf.tobytes())
+
+    atomic_save(path, write)
+    return path
