@@ -71,7 +71,7 @@ class Results:
         image: the RGB uint8 image (H, W, 3) the faces were found in.
         faces: the faces, best detection first; empty when there is none.
         source: where the image came from (path, ``frame 12 of video.mp4``...).
-        timings: milliseconds per stage (``load``, ``detect``, ``classify``).
+        timings: milliseconds per stage (``detect``, ``classify``; ``total`` per video frame).
     """
 
     image: np.ndarray
