@@ -206,3 +206,12 @@ def test_tracker_keeps_ids_and_smooths():
     np.testing.assert_allclose(probs, [[0.5, 0.5], [0.5, 0.5]])
     ids, _ = tracker.update(np.array([[200, 200, 210, 210]], dtype=np.float32), np.array([[1.0, 0.0]]))
     assert ids == [2]
+
+
+def test_more_than_a_hundred_faces_in_one_call(recognizer, small_photo):
+    # 12 x 10 boxes tiled over the image: every crop goes through one batched classifier call
+    xs, ys = np.meshgrid(np.arange(12) * 85, np.arange(10) * 76)
+    boxes = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 80, ys.ravel() + 72], 1).astype(np.float32)
+    r = recognizer.predict(small_photo, boxes=boxes)[0]
+    assert len(r) == 120 and r.to_dataframe().shape[0] == 120
+    assert all(abs(sum(f.probs.values()) - 1) < 1e-4 for f in r)
