@@ -7,6 +7,7 @@ import torch
 
 import ferlab
 from ferlab.cli import main
+from ferlab.errors import ConfigError
 from ferlab.evaluation import evaluate
 
 pytestmark = pytest.mark.slow
@@ -100,3 +101,28 @@ def test_interrupted_run_keeps_a_valid_last_checkpoint(tmp_path, fer_csv):
     assert not [p for p in (run / "checkpoints").iterdir() if p.suffix == ".tmp"]
     result = ferlab.train(resume=run)
     assert (result.run_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("options", [
+    ["loss.class_weights=inverse", "loss.focal_gamma=2.0"],
+    ["loss.sampler=oversample", "loss.oversample={disgust: 4.0}", "loss.label_smoothing=0.1"],
+    ["loss.sampler=weighted", "augment.mixup=0.4", "augment.cutmix=1.0", "augment.mix_prob=1.0"],
+    ["optim.name=sgd", "optim.nesterov=true", "scheduler.name=onecycle", "augment.erasing=0.5"],
+    ["optim.name=nadam", "scheduler.name=plateau", "preprocess.equalize=true", "preprocess.normalize=dataset"],
+], ids=["weights-focal", "oversample-smoothing", "weighted-mixup-cutmix", "sgd-onecycle-erasing", "nadam-plateau-eq"])
+def test_training_options_run_end_to_end(tmp_path, fer_csv, options):
+    result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", *options])
+    clf = ferlab.load(result.run_dir)
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert clf.card["config"]["loss"] == ferlab.load_config(result.run_dir / "config.yaml").to_dict()["loss"]
+    if "preprocess.normalize=dataset" in options:
+        assert clf.preprocessing.normalize == "dataset" and clf.preprocessing.std != 0.25  # fitted, not default
+
+
+def test_ferplus_soft_labels_train(tmp_path, fer_csv, ferplus_csv):
+    result = ferlab.train(_config(tmp_path, fer_csv),
+                          [*TINY, "trainer.epochs=1", f"data.ferplus={ferplus_csv}", "data.soft_labels=true"])
+    card = ferlab.load(result.run_dir).card
+    assert card["data"]["soft_labels"] and card["data"]["images"]["train"] == 278  # 2 rows dropped by FER+ votes
+    with pytest.raises(ConfigError, match="ferplus"):
+        ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", "data.soft_labels=true"])
