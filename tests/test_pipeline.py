@@ -191,6 +191,16 @@ def test_cli_predict_image_and_video(model_path, photo, tmp_path, capsys):
     cap = cv2.VideoCapture(str(out / "clip_annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     cap.release()
+    # the live saliency overlay (what `ferlab predict 0 --explain gradcam` shows) on the same stream
+    pytest.importorskip("captum")
+    explained = tmp_path / "explained"
+    assert main(["predict", str(tmp_path / "clip.mp4"), "--model", str(model_path), "--save", str(explained),
+                 "--explain", "gradcam"]) == 0
+    cap = cv2.VideoCapture(str(explained / "clip_annotated.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    plain = cv2.VideoCapture(str(out / "clip_annotated.mp4")).read()[1]
+    assert ok and not np.array_equal(frame, plain)
 
 
 def test_tracker_keeps_ids_and_smooths():
