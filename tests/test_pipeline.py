@@ -195,7 +195,7 @@ def test_cli_predict_image_and_video(model_path, photo, tmp_path, capsys):
     pytest.importorskip("captum")
     explained = tmp_path / "explained"
     assert main(["predict", str(tmp_path / "clip.mp4"), "--model", str(model_path), "--save", str(explained),
-                 "--explain", "gradcam"]) == 0
+                 "--detector", "haar", "--every", "2", "--explain", "gradcam"]) == 0
     cap = cv2.VideoCapture(str(explained / "clip_annotated.mp4"))
     ok, frame = cap.read()
     cap.release()
