@@ -76,10 +76,10 @@ def test_optimized_cpu_path_matches_the_model(arch):
     clf = _classifier(arch)
     x = torch.randint(0, 256, (70, 1, 48, 48), dtype=torch.uint8)
     fast = clf.logits(x)
-    assert clf._compiled is not None  # the TorchScript copy was built and used
+    assert clf._fused is not None  # the BatchNorm-folded copy was built and used
     with torch.no_grad():
         eager = clf.model(clf.preprocessing(x))
     torch.testing.assert_close(fast, eager, atol=1e-4, rtol=1e-4)
-    assert not any("_compiled" in k for k in clf.state_dict())
+    assert not any("_fused" in k for k in clf.state_dict())
     slow = Classifier(clf.model, clf.label_set, clf.preprocessing, clf.card, optimize=False)
     torch.testing.assert_close(slow.logits(x), eager, atol=1e-5, rtol=1e-5)

@@ -27,12 +27,12 @@ from ferlab.models import count_parameters, create_model
 
 CARD_KEY = "ferlab_model_card"
 BUNDLED_DIR = Path(__file__).parent / "weights"
+TTA_MODES = ("none", "flip", "flip-crops")
 
 
 def bundled_models() -> list[str]:
     """Names of the models shipped inside the package (``ferlab.load(name)`` works offline)."""
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.safetensors"))
-TTA_MODES = ("none", "flip", "flip-crops")
 
 
 class Classifier(nn.Module):
@@ -53,8 +53,8 @@ class Classifier(nn.Module):
         self.preprocessing = preprocessing
         self.card = card or {}
         self.optimize = optimize
-        # set through __dict__ so the compiled copy is no submodule (never in state_dict / .to())
-        self.__dict__["_compiled"] = None
+        # set through __dict__ so the fused copy is no submodule (never in state_dict / .to())
+        self.__dict__["_fused"] = None
 
     def _runner(self) -> nn.Module:
         """What runs the forward pass: on CPU an inference copy with every BatchNorm folded into the conv
@@ -65,7 +65,7 @@ class Classifier(nn.Module):
         """
         if not self.optimize or self.device.type != "cpu" or self.model.training:
             return self.model
-        if self._compiled is None:
+        if self._fused is None:
             from torch.fx.experimental.optimization import fuse
 
             try:
@@ -73,8 +73,8 @@ class Classifier(nn.Module):
             except Exception as exc:  # torch.fx cannot trace some control flow; run the model as it is
                 warnings.warn(f"running {type(self.model).__name__} unfused: {exc}", stacklevel=3)
                 fused = self.model
-            self.__dict__["_compiled"] = fused.to(memory_format=torch.channels_last)
-        return self._compiled
+            self.__dict__["_fused"] = fused.to(memory_format=torch.channels_last)
+        return self._fused
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -181,7 +181,7 @@ def overlay_faces(image: np.ndarray, boxes: np.ndarray, classifier, method: str 
     """
     import cv2
 
-    from ferlab.faces.crops import crop_faces
+    from ferlab.faces.crops import crop_faces, crop_square
 
     out = image.copy()
     if len(boxes) == 0:
@@ -192,8 +192,7 @@ def overlay_faces(image: np.ndarray, boxes: np.ndarray, classifier, method: str 
     maps = explain(classifier, crops, method).maps
     h, w = image.shape[:2]
     for box, m in zip(np.asarray(boxes, dtype=np.float64), maps, strict=True):
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
+        cx, cy, side = crop_square(box, margin)
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
         s = max(1, int(round(side)))
         heat = cv2.applyColorMap((cv2.resize(m, (s, s)) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]

@@ -13,6 +13,13 @@ def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return landmarks[:, 0], landmarks[:, 1]
 
 
+def crop_square(box: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """Centre x, centre y and side of the square a face crop covers: the box's longer side, widened by
+    ``margin`` on each side. :func:`crop_faces` cuts it; saliency overlays paste maps back into it."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return cx, cy, max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
+
+
 def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None, size: int = 48,
                margin: float = 0.15, align: bool = True, grey: bool = True) -> np.ndarray:
     """Crop each face into a ``size`` x ``size`` uint8 image.
@@ -30,8 +37,7 @@ def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
     out = np.zeros((n, channels, size, size), dtype=np.uint8)
     src = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if grey else image
     for i, box in enumerate(np.asarray(boxes, dtype=np.float64)):
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
+        cx, cy, side = crop_square(box, margin)
         angle = 0.0
         if align and landmarks is not None and landmarks.shape[1] >= 2:
             (lx, ly), (rx, ry) = (e[i] for e in eye_centres(landmarks))
