@@ -89,6 +89,8 @@ class Classifier(nn.Module):
                 f"classes={list(self.class_names)}, params={count_parameters(self.model, True):,})")
 
     def _as_batch(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = images.copy()  # torch warns on read-only arrays (e.g. from np.asarray(PIL image))
         x = torch.as_tensor(images)
         if x.dtype != torch.uint8:
             raise ModelError(f"Classifier expects uint8 face images, got {x.dtype}; pass raw 0..255 pixels")

@@ -12,6 +12,16 @@ from pathlib import Path
 from ferlab.errors import FerlabError
 
 
+def _split_name(name: str) -> str:
+    """'PublicTest' -> 'val', with a clear error for a name that is no split."""
+    from ferlab.data.splits import canonical_split
+
+    split = canonical_split(name)
+    if split is None:
+        raise FerlabError(f"unknown split '{name}'; use train, val, test, Training, PublicTest or PrivateTest")
+    return split
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     import lightning  # noqa: F401  (sets its loggers to INFO on import; quieted below unless --verbose)
 
@@ -239,12 +249,9 @@ def _cmd_explain(args: argparse.Namespace) -> None:
                                  title="inputs that maximise each class (gradient ascent)"))
     if args.data:
         from ferlab.data import load_dataset
-        from ferlab.data.splits import canonical_split
         from ferlab.training.config import expand_path
 
-        split = canonical_split(args.split)
-        if split is None:
-            raise FerlabError(f"unknown split '{args.split}'; use train, val, test, PublicTest or PrivateTest")
+        split = _split_name(args.split)
         ds = load_dataset(expand_path(args.data), clf.label_set, val_fraction=0.0).split(split)
         if args.samples:
             labels = ds.labels.numpy()
@@ -295,6 +302,47 @@ def _cmd_data_inspect(args: argparse.Namespace) -> None:
     if args.out:
         out = report.save(args.out)
         print(f"wrote {out}/summary.json, class_histogram.png, sample_grid.png")
+
+
+def _cmd_attack_scaling(args: argparse.Namespace) -> None:
+    from ferlab.attacks import RESIZERS, measure_scaling_attacks
+    from ferlab.classifier import load
+    from ferlab.data import load_dataset
+    from ferlab.data.readers import default_data_root
+    from ferlab.training.config import expand_path
+
+    clf = load(args.model)
+    data = expand_path(args.data or str(default_data_root() / "fer2013" / "fer2013.csv.gz"))
+    ds = load_dataset(data, clf.label_set, val_fraction=0.0)
+    methods = list(RESIZERS) if args.method == "all" else [m.strip() for m in args.method.split(",")]
+    photos = args.photos if args.photos else str(default_data_root() / "photos")
+    command = "ferlab attack scaling " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["attack", "scaling"] else \
+        "ferlab attack scaling"
+    report = measure_scaling_attacks(clf, ds, methods, pairs=args.pairs, source_size=args.source_size,
+                                     max_change=args.max_change, split=_split_name(args.split), photos=photos,
+                                     seed=args.seed, command=command, progress=True)
+    path = report.save(args.out, args.name)
+    print(f"report: {path}")
+
+
+def _cmd_attack_craft(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ferlab.attacks import craft, scaling_score
+    from ferlab.data.readers import open_image
+    from ferlab.results import save_image
+
+    mode = "L" if args.grey else "RGB"
+    source = np.asarray(open_image(args.source, mode))
+    target_img = open_image(args.target, mode)
+    size = tuple(args.size) if args.size else target_img.size[::-1]
+    target = np.asarray(target_img.resize((size[1], size[0]), Image.Resampling.LANCZOS))
+    attack = craft(source, target, args.method, max_change=args.max_change)
+    save_image(attack.image if attack.image.ndim == 3 else np.repeat(attack.image[..., None], 3, 2), args.out)
+    print(f"wrote {args.out}: {args.method} downscales it to the target within {attack.max_error:.0f} grey levels "
+          f"(mean {attack.mean_error:.2f}); PSNR {attack.psnr:.1f} dB, SSIM {attack.ssim:.3f} against the source; "
+          f"scaling-attack score {scaling_score(attack.image, size):.1f} (source {scaling_score(source, size):.1f})")
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -365,6 +413,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ferplus", help="FER+ vote file aligned with the CSV")
     q.add_argument("--out", help="folder for summary.json, sample_grid.png, class_histogram.png")
     q.set_defaults(func=_cmd_data_inspect)
+
+    p = sub.add_parser("attack", help="image-scaling (camouflage) attacks: craft, measure, detect, defend")
+    asub = p.add_subparsers(dest="attack_command", required=True)
+    q = asub.add_parser("scaling", help="attack a model through each resize method; write the report")
+    q.add_argument("--model", default="emotion", help="bundled name, model file or run folder (grey 48x48)")
+    q.add_argument("--data", help="FER2013 CSV or image folder (default: ../shared/data FER2013)")
+    q.add_argument("--split", default="PublicTest", help="where the face pairs come from")
+    q.add_argument("--method", default="all", help="resize methods, comma-separated, or all")
+    q.add_argument("--pairs", type=int, default=20, help="source -> target pairs per method")
+    q.add_argument("--source-size", type=int, default=256, help="side of the (upscaled) source images")
+    q.add_argument("--max-change", type=float, help="bound on each pixel's change, grey levels (default: none)")
+    q.add_argument("--photos", help="folder of clean photos for the false-positive rate (default: shared photos)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default="reports", help="folder for <name>.md, <name>.json and <name>/*.png")
+    q.add_argument("--name", default="scaling-attack")
+    q.set_defaults(func=_cmd_attack_scaling)
+    q = asub.add_parser("craft", help="make an image that looks like SOURCE and downscales to TARGET")
+    q.add_argument("source", help="what a person should see (any size)")
+    q.add_argument("target", help="what the model should see (resized to --size)")
+    q.add_argument("--out", required=True, help="the attack image (PNG: lossless, JPEG would break it)")
+    q.add_argument("--method", default="cv2-bilinear", help="the resize the victim calls")
+    q.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="target size (default: the target's own)")
+    q.add_argument("--max-change", type=float, help="bound on each pixel's change, grey levels")
+    q.add_argument("--grey", action="store_true", help="work on grey images")
+    q.set_defaults(func=_cmd_attack_craft)
 
     p = sub.add_parser("models", help="list registered models with parameter counts")
     p.add_argument("filter", nargs="?", default="")

@@ -14,10 +14,12 @@ import cv2
 import numpy as np
 import torch
 
+from ferlab.attacks.detect import consistency_score
 from ferlab.classifier import Classifier, load
 from ferlab.data.readers import IMAGE_EXTENSIONS, open_image
 from ferlab.errors import DataError, FerlabError
 from ferlab.faces import FaceDetector, create_detector, crop_faces
+from ferlab.faces.crops import face_region
 from ferlab.faces.tracking import FaceTracker
 from ferlab.results import Face, Results
 
@@ -71,11 +73,13 @@ class Recognizer:
     Args:
         model: emotion classifier: a bundled name (``emotion``), a model file / run folder, or a Classifier.
         detector: a detector name (``mtcnn``, ``haar``) or a FaceDetector.
-        gender: optional gender classifier (name, path or Classifier).
+        gender: optional gender classifier: True for the bundled ``gender`` model, a name, path or Classifier.
         margin: extra context around each box, as a fraction of its side, for the crops.
         align: rotate crops so the eyes are level (needs a detector with landmarks).
         detect_every: in videos, run the detector every N frames and track boxes in between.
         smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
+        check_scaling: score every face region for an image-scaling attack (``Face.scaling_score``,
+            ``Face.suspicious``). The crops themselves are always made with an attack-robust resize.
 
     Example:
         >>> rec = Recognizer()  # doctest: +SKIP
@@ -84,11 +88,15 @@ class Recognizer:
     """
 
     def __init__(self, model: str | os.PathLike | Classifier = "emotion", detector: str | FaceDetector = "mtcnn",
-                 gender: str | os.PathLike | Classifier | None = None, device: str | None = None,
+                 gender: bool | str | os.PathLike | Classifier | None = None, device: str | None = None,
                  margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
-                 **detector_kwargs: Any) -> None:
+                 check_scaling: bool = True, **detector_kwargs: Any) -> None:
         self.classifier = model if isinstance(model, Classifier) else load(model, device=device)
-        self.gender = None if gender is None else gender if isinstance(gender, Classifier) else load(gender, device=device)
+        if gender is True:
+            gender = "gender"  # the bundled model
+        self.gender = (None if gender is None or gender is False else gender if isinstance(gender, Classifier)
+                       else load(gender, device=device))
+        self.check_scaling = check_scaling
         self.detector = detector if isinstance(detector, FaceDetector) else create_detector(detector, **detector_kwargs)
         self.margin, self.align = margin, align
         self.detect_every, self.smooth = max(1, int(detect_every)), float(smooth)
@@ -134,6 +142,10 @@ class Recognizer:
                 if gender is not None:
                     k = int(gender[i].argmax())
                     face.gender, face.gender_prob = self.gender.class_names[k], float(gender[i, k])
+                if self.check_scaling:
+                    region = face_region(rgb, boxes[i], self.margin)
+                    if region is not None:
+                        face.scaling_score = consistency_score(region, self.classifier.preprocessing.input_size)
                 faces.append(face)
         return Results(rgb, faces, source, frame, timings)
 

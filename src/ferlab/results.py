@@ -32,6 +32,14 @@ class Face:
     gender: str | None = None
     gender_prob: float | None = None
     track_id: int | None = None
+    scaling_score: float | None = None  # scaling-attack consistency score (see ferlab.attacks.detect)
+
+    @property
+    def suspicious(self) -> bool:
+        """Whether the face region looks like an image-scaling attack (score above the calibrated threshold)."""
+        from ferlab.attacks.detect import CONSISTENCY_THRESHOLD
+
+        return self.scaling_score is not None and self.scaling_score > CONSISTENCY_THRESHOLD
 
     @property
     def emotion(self) -> str:
@@ -60,6 +68,8 @@ class Face:
             d["gender"], d["gender_prob"] = self.gender, round(float(self.gender_prob), 4)
         if self.track_id is not None:
             d["track_id"] = self.track_id
+        if self.scaling_score is not None:
+            d["scaling_score"], d["suspicious"] = round(float(self.scaling_score), 2), self.suspicious
         return d
 
 
@@ -133,6 +143,8 @@ class Results:
                    "score": f.score, "emotion": f.emotion, "emotion_prob": f.emotion_prob, **f.probs}
             if f.gender is not None:
                 row["gender"], row["gender_prob"] = f.gender, f.gender_prob
+            if f.scaling_score is not None:
+                row["scaling_score"], row["suspicious"] = f.scaling_score, f.suspicious
             if f.track_id is not None:
                 row["track_id"] = f.track_id
             rows.append(row)
@@ -148,7 +160,8 @@ class Results:
             colour = CLASS_COLOURS.get(f.emotion, (0, 200, 0))
             x1, y1, x2, y2 = (int(round(v)) for v in f.xyxy)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thick + 1)
-            label = f"{f.emotion} {f.emotion_prob:.0%}" + (f" {f.gender}" if f.gender else "")
+            label = (f"{f.emotion} {f.emotion_prob:.0%}" + (f" {f.gender}" if f.gender else "")
+                     + (" SCALING ATTACK?" if f.suspicious else ""))
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
             ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - 2)
             cv2.rectangle(canvas, (x1, ty - th - base), (x1 + tw + 4, ty + base), colour, -1)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferlab.data.dataset import FaceDataset
-from ferlab.data.splits import assign_validation, canonical_split
+from ferlab.data.splits import assign_validation, canonical_split, hash_split
 from ferlab.errors import DataError
 from ferlab.labels import FER7, FERPLUS8, FERPLUS_TO_FER7, LABEL_SETS, LabelSet, get_label_set
 
@@ -37,6 +37,7 @@ CLASS_ALIASES = {
     "sad": "sad", "sadness": "sad", "surprise": "surprise", "surprised": "surprise",
     "neutral": "neutral", "contempt": "contempt",
 }
+UTKFACE_VAL_PERCENT = 10  # the fixed gender hold-out: 10 of 100 file-name hash buckets
 UTKFACE_NAME = re.compile(r"^(\d+)_([01])_(\d)_(\d+)")
 
 
@@ -322,11 +323,12 @@ def parse_utkface_name(name: str) -> tuple[int, int, int] | None:
 
 
 def load_utkface(folder: str | os.PathLike, size: int = FER_SIZE, grayscale: bool = True,
-                 limit: int | None = None) -> FaceDataset:
+                 limit: int | None = None, val_percent: int = UTKFACE_VAL_PERCENT) -> FaceDataset:
     """Load UTKFace crops with gender labels (0 male, 1 female); age and race go to ``meta``.
 
-    Files whose names miss a field are skipped with a warning and listed in ``dataset.skipped``. All rows
-    are in the train split; choose a held-out split with :func:`ferlab.data.splits.assign_validation`.
+    Files whose names miss a field are skipped with a warning and listed in ``dataset.skipped``. The
+    held-out ``val`` split is fixed by file name (:func:`ferlab.data.splits.hash_split`, ``val_percent`` of
+    100 MD5 buckets), so it is the same on every machine and for every subset of the files.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -352,7 +354,7 @@ def load_utkface(folder: str | os.PathLike, size: int = FER_SIZE, grayscale: boo
     return FaceDataset(
         images=torch.from_numpy(np.stack([img for img in images if img is not None])),
         labels=torch.tensor(meta["gender"].to_numpy(), dtype=torch.int64),
-        splits=np.array(["train"] * len(rows), dtype=object),
+        splits=hash_split([Path(f).name for f in meta["file"]], val_percent),
         label_set=LABEL_SETS["gender2"], meta=meta, source=str(folder), skipped=skipped + bad,
     )
 
@@ -381,7 +383,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *, format: str | None = None,
                  usages: Iterable[str] | None = None, ferplus: str | os.PathLike | None = None,
-                 val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE) -> FaceDataset:
+                 val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE, grayscale: bool = True
+                 ) -> FaceDataset:
     """Load any supported dataset; when it has no validation part, hold out a stratified one.
 
     Args:
@@ -390,9 +393,11 @@ def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *,
         format: force ``csv``, ``folder`` or ``utkface`` instead of detecting it.
         usages: CSV only, the usages to keep.
         ferplus: CSV only, FER+ votes file aligned with the CSV.
-        val_fraction: share of train moved to ``val`` (per class, seeded) when there is no ``val``.
+        val_fraction: share of train moved to ``val`` (per class, seeded) when there is no ``val`` (UTKFace
+            always has one, fixed by file name hash).
         seed: seed of that split.
         size: image side for folder / UTKFace images (CSV images are always 48).
+        grayscale: folder / UTKFace images as 1-channel grey (True) or RGB (False); CSV images are grey.
 
     Example:
         >>> ds = load_dataset("../shared/data/fer2013/fer2013.csv.gz")  # doctest: +SKIP
@@ -402,9 +407,9 @@ def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *,
     if fmt == "csv":
         ds = load_fer_csv(path, label_set, usages=usages, ferplus=ferplus)
     elif fmt == "folder":
-        ds = load_image_folder(path, label_set, size=size)
+        ds = load_image_folder(path, label_set, size=size, grayscale=grayscale)
     elif fmt == "utkface":
-        ds = load_utkface(path, size=size)
+        ds = load_utkface(path, size=size, grayscale=grayscale)
     else:
         raise DataError(f"unknown data format '{fmt}'; choose csv, folder or utkface.")
     if val_fraction and not ds.has_split("val"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 # how split folders and FER2013 usages map onto ferlab's three split names
@@ -45,3 +47,15 @@ def assign_validation(splits: np.ndarray, labels: np.ndarray, fraction: float, s
     chosen = stratified_holdout(labels[train], fraction, seed)
     splits[train[chosen]] = "val"
     return splits
+
+
+def hash_split(names: list[str], val_percent: int = 10) -> np.ndarray:
+    """``'val'`` for the names whose MD5 hash falls in the first ``val_percent`` of 100 buckets, else ``'train'``.
+
+    The split depends on nothing but the file name: adding, removing or reordering files never moves an
+    image between train and val, and anyone can recompute it (``int(md5(name)[:8], 16) % 100 < val_percent``).
+    """
+    if not 0 <= val_percent < 100:
+        raise ValueError(f"val_percent must be in [0, 100), got {val_percent}")
+    buckets = np.array([int(hashlib.md5(n.encode()).hexdigest()[:8], 16) % 100 for n in names], dtype=np.int64)
+    return np.where(buckets < val_percent, "val", "train").astype(object)

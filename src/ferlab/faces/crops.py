@@ -20,6 +20,37 @@ def crop_square(box: np.ndarray, margin: float) -> tuple[float, float, float]:
     return cx, cy, max(box[2] - box[0], box[3] - box[1], 1.0) * (1 + 2 * margin)
 
 
+def face_region(image: np.ndarray, box: np.ndarray, margin: float = 0.15) -> np.ndarray | None:
+    """The pixels of the square :func:`crop_faces` covers, unrotated, at the image's own resolution and clipped
+    to the image (None when nothing of it is inside). What a scaling-attack detector must look at."""
+    cx, cy, side = crop_square(np.asarray(box, dtype=np.float64), margin)
+    x0, y0 = int(max(round(cx - side / 2), 0)), int(max(round(cy - side / 2), 0))
+    x1, y1 = int(min(round(cx + side / 2), image.shape[1])), int(min(round(cy + side / 2), image.shape[0]))
+    return image[y0:y1, x0:x1] if x1 - x0 >= 2 and y1 - y0 >= 2 else None
+
+
+def resample_square(src: np.ndarray, cx: float, cy: float, side: float, angle: float, size: int) -> np.ndarray:
+    """The square of ``side`` pixels centred on (cx, cy), rotated by ``angle`` degrees, resampled to ``size``.
+
+    Works on any dtype OpenCV takes (uint8 faces; float32 when :mod:`ferlab.attacks` measures it as a linear
+    map). A strong downscale is low-pass filtered first: a plain bilinear warp samples only 4 pixels per output
+    pixel, which aliases and is what image-scaling attacks exploit.
+    """
+    # one affine map: rotate about the face centre, scale the square to `size`, move it to the origin
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+    m[:, 2] += (size / 2 - cx, size / 2 - cy)
+    scale = size / side
+    if scale < 0.5:
+        sigma = 0.5 / scale
+        k = int(2 * round(3 * sigma) + 1)
+        x0, y0 = int(max(cx - side, 0)), int(max(cy - side, 0))
+        x1, y1 = int(min(cx + side, src.shape[1])), int(min(cy + side, src.shape[0]))
+        region = cv2.GaussianBlur(src[y0:y1, x0:x1], (k, k), sigma)
+        m[:, 2] += m[:, :2] @ np.array([x0, y0])
+        return cv2.warpAffine(region, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None, size: int = 48,
                margin: float = 0.15, align: bool = True, grey: bool = True) -> np.ndarray:
     """Crop each face into a ``size`` x ``size`` uint8 image.
@@ -27,7 +58,7 @@ def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
     The crop is a square around the box centre, ``1 + 2 * margin`` times the box's longer side, rotated
     by the eye angle when ``align`` and 5-point landmarks are given. Faces cut by the image border are
     completed by repeating the border pixels rather than black bars, which the classifier never saw in
-    training. Downscaling uses area interpolation (antialiased).
+    training. Strong downscales are low-pass filtered first (see :func:`resample_square`).
 
     Returns:
         (N, 1, size, size) grey or (N, 3, size, size) RGB uint8.
@@ -42,20 +73,6 @@ def crop_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
         if align and landmarks is not None and landmarks.shape[1] >= 2:
             (lx, ly), (rx, ry) = (e[i] for e in eye_centres(landmarks))
             angle = np.degrees(np.arctan2(ry - ly, rx - lx))
-        # one affine map: rotate about the face centre, scale the square to `size`, move it to the origin
-        m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
-        m[:, 2] += (size / 2 - cx, size / 2 - cy)
-        scale = size / side
-        if scale < 0.5:
-            # pre-blur before a strong downscale: warpAffine samples points, which would alias
-            sigma = 0.5 / scale
-            k = int(2 * round(3 * sigma) + 1)
-            x0, y0 = int(max(cx - side, 0)), int(max(cy - side, 0))
-            x1, y1 = int(min(cx + side, src.shape[1])), int(min(cy + side, src.shape[0]))
-            region = cv2.GaussianBlur(src[y0:y1, x0:x1], (k, k), sigma)
-            m[:, 2] += m[:, :2] @ np.array([x0, y0])
-            crop = cv2.warpAffine(region, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        else:
-            crop = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        crop = resample_square(src, cx, cy, side, angle, size)
         out[i] = crop[None] if grey else crop.transpose(2, 0, 1)
     return out

@@ -39,6 +39,7 @@ class DataConfig:
     drop_leaks: bool = False  # drop training images that also occur in val / test
     limit: int | None = None  # keep at most this many images per split (smoke tests, quick profiles)
     image_size: int = 48
+    grayscale: bool = True  # folder / UTKFace images as grey (False: RGB, a 3-channel network input)
 
 
 @dataclass

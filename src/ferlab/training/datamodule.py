@@ -70,7 +70,7 @@ class FERDataModule(L.LightningDataModule):
             ferplus = expand_path(d.ferplus) if d.ferplus else None
             self.dataset = load_dataset(expand_path(d.path), d.label_set, format=d.format, usages=d.usages,
                                         ferplus=ferplus, val_fraction=d.val_fraction, seed=d.split_seed,
-                                        size=d.image_size)
+                                        size=d.image_size, grayscale=d.grayscale)
         if d.soft_labels and self.dataset.soft_labels is None:
             raise ConfigError("data.soft_labels needs label distributions: set data.ferplus to the FER+ vote file")
         self.dataset, self.cleaning = clean_training_split(self.dataset, d.drop_blank, d.dedup_train, d.drop_leaks)
