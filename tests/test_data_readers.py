@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,28 @@ def test_utkface_names(utkface_dir):
     assert list(ds.meta.columns) == ["file", "age", "gender", "race"]
     np.testing.assert_array_equal(ds.labels.numpy(), ds.meta["gender"].to_numpy())
     assert len(ds.skipped) == 1
+
+
+def test_utkface_split_is_fixed_by_file_name(utkface_dir):
+    import hashlib
+
+    from ferlab.data.splits import hash_split
+
+    names = [f"{i}_0_0_2017{i:09d}.jpg" for i in range(2000)]
+    splits = hash_split(names)
+    assert 0.08 < np.mean(splits == "val") < 0.12
+    # the documented rule, and independent of order or of which other files exist
+    assert all((s == "val") == (int(hashlib.md5(n.encode()).hexdigest()[:8], 16) % 100 < 10)
+               for n, s in zip(names, splits, strict=True))
+    np.testing.assert_array_equal(hash_split(names[::-1])[::-1], splits)
+    np.testing.assert_array_equal(hash_split(names[:50]), splits[:50])
+    with pytest.warns(UserWarning):
+        ds = load_utkface(utkface_dir, val_percent=50)
+    np.testing.assert_array_equal(ds.splits, hash_split([Path(f).name for f in ds.meta["file"]], 50))
+    assert set(ds.splits) == {"train", "val"}
+    with pytest.warns(UserWarning):
+        rgb = load_dataset(utkface_dir, "gender2", grayscale=False, size=32)
+    assert rgb.images.shape[1:] == (3, 32, 32)
 
 
 def test_shared_fer2013_slice(shared_fer_slice):

@@ -345,6 +345,30 @@ def _cmd_attack_craft(args: argparse.Namespace) -> None:
           f"scaling-attack score {scaling_score(attack.image, size):.1f} (source {scaling_score(source, size):.1f})")
 
 
+def _cmd_experiments(args: argparse.Namespace) -> None:
+    import lightning  # noqa: F401  (sets its loggers to INFO on import; quieted below)
+
+    from ferlab.experiments import list_suites, load_suite, run_suite, write_report
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if args.experiments_command == "list":
+        for name in list_suites():
+            suite = load_suite(name)
+            profiles = ", ".join(f"{p} ({len(suite.experiments_for(p))})" for p in suite.profiles)
+            print(f"{name:18s} {suite.title}\n{'':18s} profiles: {profiles}")
+        return
+    if args.experiments_command == "run":
+        statuses = run_suite(args.suite, args.profile, args.runs, only=args.only.split(",") if args.only else None)
+        print(f"{sum(s['status'] == 'trained' for s in statuses)} trained, "
+              f"{sum(s['status'] == 'skipped' for s in statuses)} finished earlier")
+        if args.report:
+            print(f"report: {write_report(args.suite, args.profile, args.runs, args.reports)}")
+        return
+    for name in [args.suite] if args.suite else list_suites():
+        print(f"report: {write_report(load_suite(name), args.profile, args.runs, args.reports)}")
+
+
 def _cmd_models(args: argparse.Namespace) -> None:
     from ferlab.models import count_parameters, create_model, list_models
 
@@ -438,6 +462,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-change", type=float, help="bound on each pixel's change, grey levels")
     q.add_argument("--grey", action="store_true", help="work on grey images")
     q.set_defaults(func=_cmd_attack_craft)
+
+    p = sub.add_parser("experiments", help="run the reference experiments as suites and report them")
+    esub = p.add_subparsers(dest="experiments_command", required=True)
+    q = esub.add_parser("list", help="suites in configs/suites with their profiles")
+    q.set_defaults(func=_cmd_experiments)
+    for cmd, text in (("run", "run a suite (finished runs are skipped, interrupted ones resumed)"),
+                      ("report", "write reports/<suite>.md from the finished runs")):
+        q = esub.add_parser(cmd, help=text)
+        q.add_argument("suite", nargs="?" if cmd == "report" else None,
+                       help="suite name (configs/suites/<name>.yaml) or file" + ("; default: all" if cmd == "report" else ""))
+        q.add_argument("--profile", default="quick", help="quick (CPU, under an hour) or full")
+        q.add_argument("--runs", default="runs/experiments", help="where the suite's run folders go")
+        q.add_argument("--reports", default="reports", help="where <suite>.md and its PNGs go")
+        if cmd == "run":
+            q.add_argument("--only", help="comma-separated experiment names")
+            q.add_argument("--report", action="store_true", help="write the report afterwards")
+        q.set_defaults(func=_cmd_experiments)
 
     p = sub.add_parser("models", help="list registered models with parameter counts")
     p.add_argument("filter", nargs="?", default="")

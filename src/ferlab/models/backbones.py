@@ -201,3 +201,87 @@ def efficientnet_lite0(num_classes: int = 7, in_chans: int = 1, pretrained: bool
     if trainable_blocks is not None:
         model.freeze(trainable_blocks)
     return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the reports' ImageNet backbones by name; no PyPI package ships their weights, so ``pretrained`` is the path
+# of the file torchvision / timm would download (e.g. vgg16-397923af.pth, resnet50-11ad3fa6.pth)
+
+
+def _stages(net: nn.Module, names: list[str]) -> nn.Sequential:
+    return nn.Sequential(*(getattr(net, n) for n in names))
+
+
+def _imagenet_backbone(name: str, net: nn.Module, body: nn.Sequential, first_conv: tuple[nn.Module, str], width: int,
+                       num_classes: int, in_chans: int, pretrained: bool | str, input_size: int, dropout: float,
+                       trainable_blocks: int | None, source: str) -> BackboneNet:
+    if pretrained is True:
+        raise ModelError(f"no PyPI package ships ImageNet weights for {name}: download them where you have internet "
+                         f"({source}) and pass pretrained=<path to the file>")
+    if pretrained:
+        load_weights(net, name, pretrained)
+    parent, attr = first_conv
+    setattr(parent, attr, fold_first_conv(getattr(parent, attr), in_chans))
+    model = BackboneNet(body, width, num_classes, input_size, dropout,
+                        f"Transfer learning: {name} (the reports' ImageNet backbone), weights from a local file")
+    if trainable_blocks is not None:
+        model.freeze(trainable_blocks)
+    return model
+
+
+@register_model
+def vgg16(num_classes: int = 7, in_chans: int = 1, pretrained: bool | str = False, input_size: int = 96,
+          dropout: float = 0.5, trainable_blocks: int | None = None) -> BackboneNet:
+    """torchvision VGG16 convolutional stages (14.7M parameters) with a new head; stages = its 5 conv blocks."""
+    import torchvision
+
+    net = torchvision.models.vgg16()
+    layers = list(net.features.children())
+    cuts = [i + 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    blocks = nn.Sequential(*(nn.Sequential(*layers[a:b]) for a, b in zip([0, *cuts[:-1]], cuts, strict=True)))
+    return _imagenet_backbone("vgg16", net, blocks, (blocks[0], "0"), 512, num_classes, in_chans, pretrained,
+                              input_size, dropout, trainable_blocks, "torchvision.models.VGG16_Weights.IMAGENET1K_V1")
+
+
+@register_model
+def resnet50(num_classes: int = 7, in_chans: int = 1, pretrained: bool | str = False, input_size: int = 96,
+             dropout: float = 0.2, trainable_blocks: int | None = None) -> BackboneNet:
+    """torchvision ResNet-50 (23.5M parameters); stages = stem, layer1..layer4."""
+    import torchvision
+
+    net = torchvision.models.resnet50()
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    body = nn.Sequential(stem, *_stages(net, ["layer1", "layer2", "layer3", "layer4"]))
+    return _imagenet_backbone("resnet50", net, body, (stem, "0"), 2048, num_classes, in_chans, pretrained, input_size,
+                              dropout, trainable_blocks, "torchvision.models.ResNet50_Weights.IMAGENET1K_V1")
+
+
+@register_model
+def googlenet(num_classes: int = 7, in_chans: int = 1, pretrained: bool | str = False, input_size: int = 96,
+              dropout: float = 0.2, trainable_blocks: int | None = None) -> BackboneNet:
+    """torchvision GoogLeNet / Inception v1 (5.6M parameters) without auxiliary heads; stages = its layers."""
+    import torchvision
+
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    body = _stages(net, ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+                         "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+                         "inception5a", "inception5b"])
+    return _imagenet_backbone("googlenet", net, body, (net.conv1, "conv"), 1024, num_classes, in_chans, pretrained,
+                              input_size, dropout, trainable_blocks, "torchvision.models.GoogLeNet_Weights")
+
+
+@register_model
+def efficientnetv2_b3(num_classes: int = 7, in_chans: int = 1, pretrained: bool | str = False, input_size: int = 128,
+                      dropout: float = 0.3, trainable_blocks: int | None = None) -> BackboneNet:
+    """EfficientNetV2-B3 from timm (``tf_efficientnetv2_b3``, 12.9M parameters); stages = stem, 6 stages, head."""
+    try:
+        import timm
+    except ImportError as exc:
+        raise ModelError("efficientnetv2_b3 needs timm: pip install 'ferlab[timm]'") from exc
+    net = timm.create_model("tf_efficientnetv2_b3", pretrained=False)
+    stem = nn.Sequential(net.conv_stem, net.bn1)
+    head = nn.Sequential(net.conv_head, net.bn2)
+    body = nn.Sequential(stem, *net.blocks, head)
+    return _imagenet_backbone("efficientnetv2_b3", net, body, (stem, "0"), net.num_features, num_classes, in_chans,
+                              pretrained, input_size, dropout, trainable_blocks,
+                              "timm tf_efficientnetv2_b3.in21k_ft_in1k")

@@ -70,6 +70,9 @@ class AugmentConfig:
 class ModelConfig:
     name: str = "mini_xception"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # start from the weights of an earlier run (model file, run folder or .ckpt): layers whose names and shapes
+    # match are copied, e.g. to unfreeze a backbone in stages (frozen -> last blocks -> all) with smaller LRs
+    init_from: str | None = None
 
 
 @dataclass
@@ -254,23 +257,41 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     return _build(ExperimentConfig, values)
 
 
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's values, on top of the file its ``base:`` key names (relative to it), recursively."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}. The shipped configs are in configs/.")
+    if path.resolve() in seen:
+        raise ConfigError(f"config 'base:' files form a cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections (data:, model:, ...), not "
+                          f"{type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    parent = _read_yaml((path.parent / str(base)), (*seen, path.resolve()))
+    parent.pop("name", None)  # a run is named after the file that was asked for
+    return _merge(parent, values)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                 **kwargs: Any) -> ExperimentConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides, then keyword arguments (nested dicts).
+
+    A YAML file may start from another with ``base: other.yaml`` (a path relative to it): its values are merged
+    over the base's, section by section.
 
     Raises:
         ConfigError: missing file, bad YAML, unknown key (with a suggestion), wrong type or range.
     """
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}. The shipped configs are in configs/.")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        values.setdefault("name", path.stem)
+        values = _read_yaml(Path(path))
+        values.setdefault("name", Path(path).stem)
     values = _merge(values, parse_overrides(overrides or []))
     values = _merge(values, kwargs)
     return config_from_dict(values)

@@ -14,8 +14,23 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from ferlab.data import BatchAugment, Preprocessing, cutmix, mixup
 from ferlab.errors import ConfigError
 from ferlab.models import create_model
-from ferlab.training.config import ExperimentConfig, config_from_dict
+from ferlab.training.config import ExperimentConfig, config_from_dict, expand_path
 from ferlab.training.losses import SoftTargetLoss
+
+
+def init_weights(model: torch.nn.Module, source: str) -> list[str]:
+    """Copy into ``model`` every tensor of the model at ``source`` whose name and shape match; return the names
+    left as initialised (a new head, say). Fails when nothing matches: the wrong file was given."""
+    from ferlab.classifier import load
+
+    state = load(source).model.state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ConfigError(f"model.init_from={source}: none of its weights fit the '{type(model).__name__}' network; "
+                          f"give a run of the same architecture")
+    model.load_state_dict(matched, strict=False)
+    return sorted(set(own) - set(matched))
 
 
 class ClassifierModule(L.LightningModule):
@@ -35,6 +50,8 @@ class ClassifierModule(L.LightningModule):
         num_classes = len(card["labels"]["names"])
         self.model = create_model(card["architecture"], num_classes=num_classes, in_chans=card["in_chans"],
                                   **card.get("model_kwargs", {}))
+        if self.cfg.model.init_from:
+            init_weights(self.model, expand_path(self.cfg.model.init_from))
         self.preprocessing = Preprocessing.from_dict(card["preprocessing"])
         a = self.cfg.augment
         self.augment = BatchAugment(a.rotate, a.shift, a.shear, a.zoom, a.hflip, a.erasing)

@@ -167,9 +167,14 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     clf.card["metrics"] = {"split": "val", **result.summary_metrics(), "logged": logged}
     model_path = clf.save(run_dir / "model.safetensors")
     result.save(run_dir / "eval_val", title=f"{cfg.name}: validation split")
+    summary = {"model": str(model_path), "best_checkpoint": str(best_path), "metrics": clf.card["metrics"],
+               "train_seconds": seconds}
+    if data.dataset.has_split("test"):  # e.g. PrivateTest rows in the user's CSV: measured once, never used to select
+        test = evaluate(clf, data.split("test"), split="test", batch_size=cfg.trainer.eval_batch_size)
+        test.save(run_dir / "eval_test", title=f"{cfg.name}: test split")
+        summary["test_metrics"] = {"split": "test", **test.summary_metrics()}
     plot_training_curves(sorted((run_dir / "logs").glob("csv*/metrics.csv")), run_dir / "curves.png")
-    atomic_write_json(run_dir / "summary.json", {"model": str(model_path), "best_checkpoint": str(best_path),
-                                                  "metrics": clf.card["metrics"], "train_seconds": seconds})
+    atomic_write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, model_path, best_path, result.summary_metrics(), logged, seconds)
 
 
