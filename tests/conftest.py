@@ -19,6 +19,18 @@ FER_CSV = SHARED / "fer2013" / "fer2013.csv.gz"
 FERPLUS_CSV = SHARED / "fer2013" / "fer2013new.csv"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    # built landmark-region datasets are cached; keep the tests' out of the user's ~/.cache
+    old = os.environ.get("FERLAB_CACHE")
+    os.environ["FERLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("FERLAB_CACHE", None)
+    else:
+        os.environ["FERLAB_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # tests run beside other work on a 2-core machine; one thread keeps them predictable

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from ferlab.errors import ModelError
+from ferlab.errors import DataError, ModelError
 from ferlab.faces import create_detector
 
 from conftest import SHARED
@@ -53,3 +54,24 @@ def test_region_crops(photo):
         crop_regions(photo, marks, "ears")
     with pytest.raises(ModelError, match="68-point"):
         crop_regions(photo, found.landmarks, "mouth")
+
+
+def test_region_datasets_from_real_faces(shared_fer_slice, tmp_path):
+    from ferlab.data import load_dataset
+    from ferlab.data.regions import cache_dir, region_dataset
+
+    ds = load_dataset(shared_fer_slice).select(np.arange(40))
+    mouth, stats = region_dataset(ds, "mouth")
+    assert mouth.images.shape == ds.images.shape and stats["rows"] == 40 and stats["dropped"] == 0
+    failures = sum(stats["detector_failures"].values())
+    assert failures < 25  # upsampled FER2013 faces: dlib finds most of them
+    assert not torch.equal(mouth.images, ds.images)
+    face, _ = region_dataset(ds, "face")
+    assert face.images.shape == ds.images.shape
+    assert list(cache_dir().glob("*.npz"))
+    again, stats2 = region_dataset(ds, "mouth")  # from the cache
+    assert torch.equal(again.images, mouth.images) and stats2 == stats
+    dropped, stats3 = region_dataset(ds, "mouth", fallback=False, cache=False)
+    assert len(dropped) == 40 - failures and stats3["dropped"] == failures
+    with pytest.raises(DataError, match="mouth"):
+        region_dataset(ds, "nose")

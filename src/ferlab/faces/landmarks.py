@@ -79,12 +79,18 @@ def crop_regions(image: np.ndarray, landmarks: np.ndarray, region: str = "mouth"
 
     Returns (N, 1 or 3, size, size) uint8, as :func:`ferlab.faces.crop_faces` does for whole faces.
     """
-    from ferlab.faces.crops import crop_faces
-
     if region not in REGIONS:
         raise ModelError(f"unknown face region '{region}'; choose one of {', '.join(REGIONS)}")
     if landmarks.ndim != 3 or landmarks.shape[1] != 68:
         raise ModelError(f"region crops need 68-point landmarks (N, 68, 2), got {landmarks.shape}")
-    points = landmarks[:, list(REGIONS[region])]
+    return crop_points(image, landmarks[:, list(REGIONS[region])], size, margin, grey, align_with=landmarks)
+
+
+def crop_points(image: np.ndarray, points: np.ndarray, size: int = 48, margin: float = 0.2, grey: bool = True,
+                align_with: np.ndarray | None = None) -> np.ndarray:
+    """Square crops around each set of points (N, K, 2), rotated level by the eyes of ``align_with``."""
+    from ferlab.faces.crops import crop_faces
+
     boxes = np.concatenate([points.min(1), points.max(1)], axis=1)
-    return crop_faces(image, boxes, landmarks, size=size, margin=margin, grey=grey)
+    return crop_faces(image, boxes, align_with if align_with is not None else None, size=size, margin=margin,
+                      align=align_with is not None, grey=grey)

@@ -40,6 +40,7 @@ class DataConfig:
     limit: int | None = None  # keep at most this many images per split (smoke tests, quick profiles)
     image_size: int = 48
     grayscale: bool = True  # folder / UTKFace images as grey (False: RGB, a 3-channel network input)
+    region: Literal["face", "mouth"] | None = None  # replace faces by landmark crops (ferlab.data.regions)
 
 
 @dataclass

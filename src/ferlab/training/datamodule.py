@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -60,6 +61,7 @@ class FERDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.dataset = dataset
         self.cleaning: dict[str, int] = {}
+        self.region_stats: dict[str, Any] = {}
         self._train_sampler: EpochSeededSampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -71,6 +73,10 @@ class FERDataModule(L.LightningDataModule):
             self.dataset = load_dataset(expand_path(d.path), d.label_set, format=d.format, usages=d.usages,
                                         ferplus=ferplus, val_fraction=d.val_fraction, seed=d.split_seed,
                                         size=d.image_size, grayscale=d.grayscale)
+        if d.region:
+            from ferlab.data.regions import region_dataset
+
+            self.dataset, self.region_stats = region_dataset(self.dataset, d.region)
         if d.soft_labels and self.dataset.soft_labels is None:
             raise ConfigError("data.soft_labels needs label distributions: set data.ferplus to the FER+ vote file")
         self.dataset, self.cleaning = clean_training_split(self.dataset, d.drop_blank, d.dedup_train, d.drop_leaks)
@@ -137,4 +143,5 @@ class FERDataModule(L.LightningDataModule):
             "images": {s: int((ds.splits == s).sum()) for s in ("train", "val", "test") if ds.has_split(s)},
             "removed_from_train": self.cleaning, "skipped_files": len(ds.skipped),
             "file": Path(ds.source).name,
+            **({"region_crops": self.region_stats} if self.region_stats else {}),
         }
