@@ -122,7 +122,9 @@ def test_cli(tmp_path, fer_csv, capsys):
     path = _suite(tmp_path, fer_csv)
     runs, reports = tmp_path / "runs", tmp_path / "reports"
     assert main(["experiments", "run", str(path), "--only", "first", "--runs", str(runs), "--reports", str(reports),
-                 "--report"]) == 0
+                 "--report", "--set", "trainer.num_threads=1", "--set", "augment.hflip=false"]) == 0
     assert (reports / "tiny.md").is_file() and "1 trained" in capsys.readouterr().out
+    card = json.loads(next((runs / "tiny" / "quick" / "first").glob("*/model.json")).read_text())
+    assert card["config"]["augment"]["hflip"] is False and card["config"]["trainer"]["epochs"] == 1
     assert main(["experiments", "run", str(path), "--profile", "nightly", "--runs", str(runs)]) == 2
     assert "quick" in capsys.readouterr().err

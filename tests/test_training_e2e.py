@@ -34,6 +34,12 @@ def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
     assert evaluated.metrics["n"] == 70
     assert evaluated.accuracy == pytest.approx(result.logged["val_acc"], abs=1.5 / 70)
     assert clf.card["metrics"]["accuracy"] == pytest.approx(evaluated.accuracy)
+    from ferlab.models import count_macs, count_parameters
+
+    assert clf.card["parameters"] == count_parameters(clf.model) and clf.card["macs_per_face"] == count_macs(clf.model)
+    # the fer_csv fixture holds PrivateTest rows: measured once after training, never used for selection
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_metrics"]["split"] == "test" and (run / "eval_test" / "metrics.json").is_file()
     assert evaluated.accuracy > 2 / 7  # stripes are easy: well above chance after two epochs
     # the Lightning checkpoint is self-describing too
     from_ckpt = ferlab.load(run / "checkpoints" / "best.ckpt")

@@ -359,7 +359,8 @@ def _cmd_experiments(args: argparse.Namespace) -> None:
             print(f"{name:18s} {suite.title}\n{'':18s} profiles: {profiles}")
         return
     if args.experiments_command == "run":
-        statuses = run_suite(args.suite, args.profile, args.runs, only=args.only.split(",") if args.only else None)
+        statuses = run_suite(args.suite, args.profile, args.runs, only=args.only.split(",") if args.only else None,
+                             overrides=args.overrides)
         print(f"{sum(s['status'] == 'trained' for s in statuses)} trained, "
               f"{sum(s['status'] == 'skipped' for s in statuses)} finished earlier")
         if args.report:
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd == "run":
             q.add_argument("--only", help="comma-separated experiment names")
             q.add_argument("--report", action="store_true", help="write the report afterwards")
+            q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override for every run, e.g. --set trainer.num_threads=1 (repeatable)")
         q.set_defaults(func=_cmd_experiments)
 
     p = sub.add_parser("models", help="list registered models with parameter counts")

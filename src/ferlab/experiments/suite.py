@@ -79,10 +79,11 @@ class Suite:
     def root(self, profile: str, out_dir: str | os.PathLike = "runs/experiments") -> Path:
         return Path(out_dir) / self.name / profile
 
-    def config(self, exp: Experiment, profile: str, out_dir: str | os.PathLike = "runs/experiments"
-               ) -> ExperimentConfig:
-        """The resolved config of ``exp`` under ``profile`` (``@other`` references become run folders)."""
-        overrides = [*self.profile_overrides(profile), *exp.overrides]
+    def config(self, exp: Experiment, profile: str, out_dir: str | os.PathLike = "runs/experiments",
+               extra: list[str] | None = None) -> ExperimentConfig:
+        """The resolved config of ``exp`` under ``profile`` (``@other`` references become run folders);
+        ``extra`` overrides come last (e.g. ``trainer.num_threads=1`` to share the machine)."""
+        overrides = [*self.profile_overrides(profile), *exp.overrides, *(extra or [])]
         resolved = []
         for item in overrides:
             key, _, value = item.partition("=")
@@ -165,9 +166,10 @@ def load_suite(name_or_path: str | os.PathLike) -> Suite:
 
 
 def run_suite(suite: Suite | str, profile: str = "quick", out_dir: str | os.PathLike = "runs/experiments",
-              only: list[str] | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              only: list[str] | None = None, overrides: list[str] | None = None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every experiment of ``suite`` (or those in ``only``) under ``profile``; skip finished ones, resume
-    interrupted ones. Returns one status dict per experiment."""
+    interrupted ones. ``overrides`` apply to every run after the profile's. Returns one status per experiment."""
     from ferlab.training import train
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -186,7 +188,7 @@ def run_suite(suite: Suite | str, profile: str = "quick", out_dir: str | os.Path
             result = train(resume=partial)
         else:
             log(f"[{i}/{len(chosen)}] {exp.name}: training ({exp.config.name}, profile {profile})")
-            result = train(suite.config(exp, profile, out_dir))
+            result = train(suite.config(exp, profile, out_dir, overrides))
         statuses.append({"experiment": exp.name, "status": "trained", "run": str(result.run_dir),
                          "accuracy": result.metrics.get("accuracy")})
         log(f"    -> {result.metrics.get('accuracy', float('nan')):.4f} val accuracy")

@@ -58,3 +58,19 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         params += sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
         params += sum(b.numel() for name, b in model.named_buffers() if name.endswith("fixed_weight"))
     return params
+
+
+def count_macs(model: nn.Module, in_chans: int = 1, size: int = 48) -> int:
+    """Multiply-accumulates for one ``in_chans`` x ``size`` x ``size`` face (convolutions and matmuls, as
+    torch's FLOP counter sees them; FLOPs are about twice this)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, in_chans, size, size, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops() // 2)

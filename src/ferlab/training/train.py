@@ -85,6 +85,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
 
     from ferlab.classifier import Classifier, load
     from ferlab.evaluation import evaluate, plot_training_curves
+    from ferlab.models import count_macs, count_parameters
     from ferlab.training.callbacks import AtomicCheckpointIO
     from ferlab.training.datamodule import FERDataModule
     from ferlab.training.module import ClassifierModule
@@ -159,7 +160,11 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")
     best = load(best_path)
     logged = {monitor: float(best_ckpt.best_model_score)} if best_ckpt.best_model_score is not None else {}
-    card = {**best.card, "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
+    in_chans, size = best.card.get("in_chans", 1), best.preprocessing.input_size
+    card = {**best.card, "parameters": count_parameters(best.model),
+            "trainable_parameters": count_parameters(best.model, trainable_only=True),
+            "macs_per_face": count_macs(best.model, in_chans, size),
+            "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
             "epochs_run": trainer.current_epoch, "hardware": hardware_summary(), "config": cfg.to_dict(),
             "command": " ".join(sys.argv) if Path(sys.argv[0]).name == "ferlab" else None}
     clf = Classifier(best.model, best.label_set, best.preprocessing, card)
