@@ -1,6 +1,6 @@
 """Inference speed on this machine: classifier faces/s, single-face latency, photo and video pipeline.
 
-    python benchmarks/inference_speed.py [--model emotion] [--photo PATH] [--repeats 5]
+    python benchmarks/inference_speed.py [--model emotion] [--backend torch|onnx] [--photo PATH] [--repeats 5]
 
 - classifier: batches of 256 face crops (faces/s) and one face at a time (ms), median of ``--repeats``;
 - photo: ms per 1024x768 group photo (detection + crops + classification), per detector;
@@ -45,15 +45,19 @@ def main() -> None:
     parser.add_argument("--model", default="emotion")
     parser.add_argument("--photo", default=str(default_data_root() / "photos" / "six_people.jpg"))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(RESULTS / "inference_speed.json"))
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                        help="classifier backend: PyTorch (BN-folded, channels-last) or ONNX Runtime")
+    parser.add_argument("--out", help="JSON results (default: benchmarks/results/inference_speed[_onnx].json)")
     args = parser.parse_args()
+    args.out = args.out or str(RESULTS / f"inference_speed{'' if args.backend == 'torch' else '_' + args.backend}.json")
 
-    clf = load(args.model)
+    clf = load(args.model, backend=args.backend)
     batch = torch.randint(0, 256, (256, 1, 48, 48), dtype=torch.uint8)
     one = batch[:1]
     batch_s = _median_time(lambda: clf.predict_proba(batch), args.repeats)
     one_s = _median_time(lambda: clf.predict_proba(one), args.repeats * 10)
-    rows = [{"what": f"classifier ({clf.card.get('architecture')}), 256 faces per call", "value": 256 / batch_s,
+    rows = [{"what": f"classifier ({clf.card.get('architecture')}, {args.backend}), 256 faces per call",
+             "value": 256 / batch_s,
              "unit": "faces/s"},
             {"what": "classifier, one face", "value": one_s * 1000, "unit": "ms"}]
 
@@ -80,7 +84,7 @@ def main() -> None:
             fps = n / (time.perf_counter() - start)
             rows.append({"what": f"640x480 video, {det}, detect every {every}", "value": fps, "unit": "frames/s"})
 
-    report(args.out, f"inference speed, model {args.model}", ["measurement", "value"],
+    report(args.out, f"inference speed, model {args.model}, {args.backend} backend", ["measurement", "value"],
            [[r["what"], f"{r['value']:.1f} {r['unit']}"] for r in rows], {"model": args.model, "results": rows})
 
 

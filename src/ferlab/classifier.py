@@ -35,6 +35,28 @@ def bundled_models() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.safetensors"))
 
 
+def as_face_batch(images: torch.Tensor | np.ndarray, in_chans: int = 1) -> torch.Tensor:
+    """uint8 faces as an (N, in_chans, H, W) tensor: single faces and channel-less stacks get their axes, colour
+    faces for a grey model become grey (ITU-R 601 luma, as Pillow's 'L')."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # torch warns on read-only arrays (e.g. from np.asarray(PIL image))
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8:
+        raise ModelError(f"Classifier expects uint8 face images, got {x.dtype}; pass raw 0..255 pixels")
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ModelError(f"expected faces shaped (N, C, H, W), (N, H, W) or (H, W), got {tuple(x.shape)}")
+    if x.shape[1] == 3 and in_chans == 1:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if x.shape[1] != in_chans:
+        raise ModelError(f"faces have {x.shape[1]} channels but the model takes {in_chans}")
+    return x
+
+
 class Classifier(nn.Module):
     """A face classifier: uint8 faces in, class probabilities out.
 
@@ -89,24 +111,7 @@ class Classifier(nn.Module):
                 f"classes={list(self.class_names)}, params={count_parameters(self.model, True):,})")
 
     def _as_batch(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        if isinstance(images, np.ndarray) and not images.flags.writeable:
-            images = images.copy()  # torch warns on read-only arrays (e.g. from np.asarray(PIL image))
-        x = torch.as_tensor(images)
-        if x.dtype != torch.uint8:
-            raise ModelError(f"Classifier expects uint8 face images, got {x.dtype}; pass raw 0..255 pixels")
-        if x.ndim == 2:
-            x = x[None, None]
-        elif x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4:
-            raise ModelError(f"expected faces shaped (N, C, H, W), (N, H, W) or (H, W), got {tuple(x.shape)}")
-        in_chans = self.card.get("in_chans", 1)
-        if x.shape[1] == 3 and in_chans == 1:  # colour faces for a grey model: ITU-R 601 luma, as Pillow's 'L'
-            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-        if x.shape[1] != in_chans:
-            raise ModelError(f"faces have {x.shape[1]} channels but the model takes {in_chans}")
-        return x
+        return as_face_batch(images, self.card.get("in_chans", 1))
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
@@ -190,14 +195,17 @@ def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: str,
     return Classifier(model, label_set, Preprocessing.from_dict(card["preprocessing"]), card)
 
 
-def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None) -> Classifier:
-    """Load a ferlab model from a .safetensors file, a Lightning .ckpt, or a run folder.
+def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None,
+         backend: str = "torch") -> Classifier:
+    """Load a ferlab model from a .safetensors file, a Lightning .ckpt, a run folder or an exported .onnx file.
 
     Args:
         path_or_name: a bundled model name (see :func:`bundled_models`), a model file, a checkpoint, or a
             run folder (its ``model.safetensors``).
         architecture: if given, fail unless the file holds this architecture.
         device: where to put the model (default CPU).
+        backend: ``torch``, or ``onnx`` to run the forward pass in ONNX Runtime (CPU; exported in memory
+            unless the file is already .onnx). Same predict / predict_proba; no gradients (no explain).
 
     Raises:
         ModelError: missing file, a file ferlab did not write, or weights of another architecture.
@@ -211,6 +219,12 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
         path = BUNDLED_DIR / f"{path_or_name}.safetensors"
     if path.is_dir():
         path = path / "model.safetensors"
+    if path.suffix == ".onnx" and path.is_file():
+        from ferlab.onnx import load_onnx
+
+        return load_onnx(path)
+    if backend not in ("torch", "onnx"):
+        raise ModelError(f"unknown backend '{backend}'; choose torch or onnx")
     if not path.is_file():
         bundled = ", ".join(bundled_models()) or "none"
         raise ModelError(f"no model at {path_or_name}: pass a bundled model name ({bundled}), a .safetensors "
@@ -241,4 +255,17 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
     else:
         raise ModelError(f"cannot load {path}: expected a .safetensors or .ckpt file or a run folder.")
     clf = _build(card, state, str(path), architecture)
+    if backend == "onnx":
+        from ferlab.onnx import to_onnx
+
+        return to_onnx(clf)
     return clf.to(device) if device else clf
+
+
+def as_classifier(model: Any, device: str | None = None, backend: str = "torch") -> Any:
+    """``model`` itself when it is already a loaded classifier (torch or ONNX), else :func:`load` of it."""
+    from ferlab.onnx import OnnxClassifier
+
+    if isinstance(model, Classifier | OnnxClassifier):
+        return model
+    return load(model, device=device, backend=backend)

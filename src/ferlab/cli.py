@@ -42,7 +42,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from ferlab.evaluation import evaluate
     from ferlab.training.config import expand_path
 
-    clf = load(args.model)
+    clf = load(args.model, backend=args.backend)
     data = args.data or (clf.card.get("data", {}).get("path"))
     if not data:
         raise FerlabError("no data given: pass --data PATH (a FER2013 CSV or an image folder)")
@@ -69,7 +69,10 @@ def _output_name(source: str, used: set[str], suffix: str) -> str:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from ferlab.pipeline import Recognizer, SkippedInputWarning
 
-    rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth)
+    if args.explain and args.backend != "torch":
+        raise FerlabError("--explain needs gradients: use --backend torch (the default)")
+    rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth,
+                     backend=args.backend)
     source = int(args.source) if args.source.isdigit() and not Path(args.source).exists() else args.source
     save = Path(args.save) if args.save else None
     if save:
@@ -370,6 +373,22 @@ def _cmd_experiments(args: argparse.Namespace) -> None:
         print(f"report: {write_report(load_suite(name), args.profile, args.runs, args.reports)}")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from ferlab.classifier import load
+    from ferlab.onnx import export_onnx, load_onnx
+
+    clf = load(args.model)
+    path = export_onnx(clf, args.out, opset=args.opset)
+    check = load_onnx(path)  # the file must load and agree with the PyTorch model
+    import torch
+
+    faces = torch.randint(0, 256, (8, clf.card.get("in_chans", 1), clf.preprocessing.input_size,
+                                   clf.preprocessing.input_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    diff = float((check.predict_proba(faces) - clf.predict_proba(faces)).abs().max())
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): uint8 faces (N, C, H, W) in, probabilities out; "
+          f"max difference from PyTorch {diff:.1e}")
+
+
 def _cmd_models(args: argparse.Namespace) -> None:
     from ferlab.models import count_parameters, create_model, list_models
 
@@ -396,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=["none", "flip", "flip-crops"], help="test-time augmentation")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run the model in PyTorch or ONNX Runtime")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="find faces in images, folders, videos or a webcam and classify them")
@@ -410,7 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=0.0, help="video: smoothing of probabilities per face (0-0.95)")
     p.add_argument("--show", action="store_true", help="video / webcam: show a live window (needs a display)")
     p.add_argument("--explain", metavar="METHOD", help="overlay each face's saliency map (e.g. gradcam)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the classifiers in PyTorch or ONNX Runtime (faster on CPU; pip install 'ferlab[onnx]')")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a model to ONNX (preprocessing and softmax included)")
+    p.add_argument("model", help="bundled name, model file, checkpoint or run folder")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("explain", help="saliency maps, kernels, activations and maximising images")
     p.add_argument("source", nargs="*", help="face crops or photos (faces are found first)")

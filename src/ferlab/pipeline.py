@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ferlab.attacks.detect import consistency_score
-from ferlab.classifier import Classifier, load
+from ferlab.classifier import Classifier, as_classifier
 from ferlab.data.readers import IMAGE_EXTENSIONS, open_image
 from ferlab.errors import DataError, FerlabError
 from ferlab.faces import FaceDetector, create_detector, crop_faces
@@ -78,6 +78,7 @@ class Recognizer:
         align: rotate crops so the eyes are level (needs a detector with landmarks).
         detect_every: in videos, run the detector every N frames and track boxes in between.
         smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
+        backend: ``torch`` or ``onnx`` (ONNX Runtime: faster on CPU, no saliency maps) for the classifiers.
         check_scaling: score every face region for an image-scaling attack (``Face.scaling_score``,
             ``Face.suspicious``). The crops themselves are always made with an attack-robust resize.
 
@@ -90,12 +91,11 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike | Classifier = "emotion", detector: str | FaceDetector = "mtcnn",
                  gender: bool | str | os.PathLike | Classifier | None = None, device: str | None = None,
                  margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
-                 check_scaling: bool = True, **detector_kwargs: Any) -> None:
-        self.classifier = model if isinstance(model, Classifier) else load(model, device=device)
+                 check_scaling: bool = True, backend: str = "torch", **detector_kwargs: Any) -> None:
+        self.classifier = as_classifier(model, device, backend)
         if gender is True:
             gender = "gender"  # the bundled model
-        self.gender = (None if gender is None or gender is False else gender if isinstance(gender, Classifier)
-                       else load(gender, device=device))
+        self.gender = None if gender is None or gender is False else as_classifier(gender, device, backend)
         self.check_scaling = check_scaling
         self.detector = detector if isinstance(detector, FaceDetector) else create_detector(detector, **detector_kwargs)
         self.margin, self.align = margin, align

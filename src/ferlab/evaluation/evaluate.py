@@ -101,9 +101,9 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
         >>> r = evaluate("runs/mini_xception/x/model.safetensors", "fer2013.csv", split="PublicTest")  # doctest: +SKIP
         >>> print(r.summary())  # doctest: +SKIP
     """
-    from ferlab.classifier import Classifier, load
+    from ferlab.classifier import as_classifier
 
-    clf = model if isinstance(model, Classifier) else load(model)
+    clf = as_classifier(model)
     name = canonical_split(split)
     if name is None:
         raise DataError(f"unknown split '{split}'; choose train, val, test, or a FER2013 usage (Training, "
@@ -118,5 +118,5 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
     labels = ds.labels.numpy()
     metrics = classification_metrics(probs, labels, clf.class_names)
     info = {"data": ds.source, "split": name, "tta": tta,
-            "model": clf.card.get("architecture", type(clf.model).__name__)}
+            "model": clf.card.get("architecture", type(clf).__name__), "backend": getattr(clf, "backend", "torch")}
     return EvaluationResult(metrics, clf.class_names, probs, labels, ds.images[:, 0].numpy(), info)
