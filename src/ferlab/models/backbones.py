@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -77,15 +78,25 @@ def fold_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
     return new
 
 
+def resize_square(x: Tensor, size: int) -> Tensor:
+    """Bilinear resize of a batch to ``size`` x ``size`` (a no-op at that size)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# one opaque call for torch.fx: the size check is Python control flow, which symbolic tracing (the BatchNorm
+# folding of Classifier's CPU path) cannot follow
+torch.fx.wrap("resize_square")
+
+
 class Upsample(nn.Module):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] == self.size and x.shape[-2] == self.size:
-            return x
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return resize_square(x, self.size)
 
 
 class BackboneNet(FERNet):

@@ -166,7 +166,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
             "macs_per_face": count_macs(best.model, in_chans, size),
             "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
             "epochs_run": trainer.current_epoch, "hardware": hardware_summary(), "config": cfg.to_dict(),
-            "command": " ".join(sys.argv) if Path(sys.argv[0]).name == "ferlab" else None}
+            "command": " ".join(["ferlab", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ferlab" else None}
     clf = Classifier(best.model, best.label_set, best.preprocessing, card)
     result = evaluate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
     clf.card["metrics"] = {"split": "val", **result.summary_metrics(), "logged": logged}

@@ -1,0 +1,67 @@
+"""The bundled models: they load offline, their cards are complete, and their card numbers reproduce."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import ferlab
+from ferlab.classifier import bundled_models
+
+from conftest import FER_CSV, SHARED
+
+CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date", "train_seconds", "hardware",
+             "config", "parameters", "macs_per_face"}
+
+
+@pytest.mark.parametrize("name", ["emotion", "gender"])
+def test_bundled_model_loads_with_a_complete_card(name):
+    assert name in bundled_models()
+    clf = ferlab.load(name)
+    assert CARD_KEYS <= set(clf.card), CARD_KEYS - set(clf.card)
+    assert clf.card["metrics"]["split"] == "val" and "ferlab train --config configs/" in clf.card["command"]
+
+
+def test_emotion_card_reproduces_on_publictest():
+    if not FER_CSV.is_file():
+        pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
+    from ferlab.evaluation import evaluate
+
+    clf = ferlab.load("emotion")
+    result = evaluate(clf, FER_CSV, split="PublicTest")
+    assert result.metrics["n"] == 3574
+    assert result.accuracy == pytest.approx(clf.card["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_gender_card_reproduces_on_the_hash_split():
+    folder = SHARED / "utkface"
+    if not folder.is_dir():
+        pytest.skip(f"shared UTKFace data not found at {folder}")
+    from ferlab.data.readers import parse_utkface_name, read_image
+    from ferlab.data.splits import hash_split
+
+    clf = ferlab.load("gender")
+    files = sorted(p for p in folder.iterdir() if parse_utkface_name(p.name))
+    val = [p for p, s in zip(files, hash_split([p.name for p in files]), strict=True) if s == "val"]
+    assert clf.card["data"]["images"]["val"] == len(val)
+    size, grey = clf.preprocessing.input_size, clf.card["in_chans"] == 1
+    faces = np.stack([read_image(p, size, grayscale=grey) for p in val])  # (N, C, size, size), as in training
+    labels = np.array([parse_utkface_name(p.name)[1] for p in val])
+    accuracy = float((clf.predict_proba(faces).argmax(1).numpy() == labels).mean())
+    assert accuracy == pytest.approx(clf.card["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_recognizer_with_bundled_gender():
+    photo = SHARED / "photos" / "six_people.jpg"
+    if not photo.is_file():
+        pytest.skip(f"shared photos not found at {photo}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (r,) = ferlab.Recognizer(gender=True).predict(str(photo))
+    assert len(r) == 6
+    for face in r:
+        assert face.gender in ("male", "female") and 0.5 <= face.gender_prob <= 1
+        assert face.to_dict()["gender"] == face.gender
+    assert "gender" in r.to_dataframe().columns
