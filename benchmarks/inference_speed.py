@@ -2,7 +2,8 @@
 
     python benchmarks/inference_speed.py [--model emotion] [--backend torch|onnx] [--photo PATH] [--repeats 5]
 
-- classifier: batches of 256 face crops (faces/s) and one face at a time (ms), median of ``--repeats``;
+- classifier: batches of 256 face crops (faces/s) and one face at a time (ms), median of ``--repeats``,
+  without and with flip test-time augmentation;
 - photo: ms per 1024x768 group photo (detection + crops + classification), per detector;
 - video: frames/s over a generated 640x480 clip with 3 faces, full detection every frame (mtcnn) and the
   fast path (haar, detect every 5th frame, tracked in between).
@@ -54,12 +55,13 @@ def main() -> None:
     clf = load(args.model, backend=args.backend)
     batch = torch.randint(0, 256, (256, 1, 48, 48), dtype=torch.uint8)
     one = batch[:1]
-    batch_s = _median_time(lambda: clf.predict_proba(batch), args.repeats)
-    one_s = _median_time(lambda: clf.predict_proba(one), args.repeats * 10)
-    rows = [{"what": f"classifier ({clf.card.get('architecture')}, {args.backend}), 256 faces per call",
-             "value": 256 / batch_s,
-             "unit": "faces/s"},
-            {"what": "classifier, one face", "value": one_s * 1000, "unit": "ms"}]
+    rows = []
+    for tta in ("none", "flip"):
+        batch_s = _median_time(lambda tta=tta: clf.predict_proba(batch, tta=tta), args.repeats)
+        one_s = _median_time(lambda tta=tta: clf.predict_proba(one, tta=tta), args.repeats * 10)
+        what = f"classifier ({clf.card.get('architecture')}, {args.backend}, tta {tta})"
+        rows += [{"what": f"{what}, 256 faces per call", "value": 256 / batch_s, "unit": "faces/s"},
+                 {"what": f"{what}, one face", "value": one_s * 1000, "unit": "ms"}]
 
     photo = np.asarray(Image.open(args.photo).convert("RGB"))
     photo = cv2.resize(photo, (1024, 768), interpolation=cv2.INTER_AREA)

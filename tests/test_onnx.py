@@ -52,6 +52,9 @@ def test_in_memory_backend_pipeline_and_evaluate(fer_csv, faces):
     a = Recognizer("emotion", "haar", backend="onnx").predict(image, boxes=box)[0].faces[0]
     b = Recognizer("emotion", "haar").predict(image, boxes=box)[0].faces[0]
     assert a.emotion == b.emotion and a.emotion_prob == pytest.approx(b.emotion_prob, abs=1e-5)
+    flip = Recognizer("emotion", "haar", backend="onnx", tta="flip").predict(image, boxes=box)[0].faces[0]
+    flip_torch = Recognizer("emotion", "haar", tta="flip").predict(image, boxes=box)[0].faces[0]
+    assert flip.probs == pytest.approx(flip_torch.probs, abs=1e-5) and flip.probs != pytest.approx(a.probs, abs=1e-4)
     with pytest.raises(ModelError, match="backend"):
         ferlab.load("emotion", backend="tensorrt")
 

@@ -72,7 +72,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if args.explain and args.backend != "torch":
         raise FerlabError("--explain needs gradients: use --backend torch (the default)")
     rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth,
-                     backend=args.backend)
+                     backend=args.backend, tta=args.tta)
     source = int(args.source) if args.source.isdigit() and not Path(args.source).exists() else args.source
     save = Path(args.save) if args.save else None
     if save:
@@ -323,7 +323,7 @@ def _cmd_attack_scaling(args: argparse.Namespace) -> None:
         "ferlab attack scaling"
     report = measure_scaling_attacks(clf, ds, methods, pairs=args.pairs, source_size=args.source_size,
                                      max_change=args.max_change, split=_split_name(args.split), photos=photos,
-                                     seed=args.seed, command=command, progress=True)
+                                     seed=args.seed, command=command, progress=True, model_name=args.model)
     path = report.save(args.out, args.name)
     print(f"report: {path}")
 
@@ -432,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", metavar="METHOD", help="overlay each face's saliency map (e.g. gradcam)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the classifiers in PyTorch or ONNX Runtime (faster on CPU; pip install 'ferlab[onnx]')")
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation of the emotion model (flip: more accurate, half the speed)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model to ONNX (preprocessing and softmax included)")

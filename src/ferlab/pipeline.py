@@ -78,6 +78,8 @@ class Recognizer:
         align: rotate crops so the eyes are level (needs a detector with landmarks).
         detect_every: in videos, run the detector every N frames and track boxes in between.
         smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
+        tta: test-time augmentation of the emotion classifier: ``none`` or ``flip`` (mirrored crop averaged
+            in; the bundled model gains 1.4 points on PublicTest for twice the classifier time).
         backend: ``torch`` or ``onnx`` (ONNX Runtime: faster on CPU, no saliency maps) for the classifiers.
         check_scaling: score every face region for an image-scaling attack (``Face.scaling_score``,
             ``Face.suspicious``). The crops themselves are always made with an attack-robust resize.
@@ -91,12 +93,14 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike | Classifier = "emotion", detector: str | FaceDetector = "mtcnn",
                  gender: bool | str | os.PathLike | Classifier | None = None, device: str | None = None,
                  margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
-                 check_scaling: bool = True, backend: str = "torch", **detector_kwargs: Any) -> None:
+                 check_scaling: bool = True, backend: str = "torch", tta: str = "none",
+                 **detector_kwargs: Any) -> None:
         self.classifier = as_classifier(model, device, backend)
         if gender is True:
             gender = "gender"  # the bundled model
         self.gender = None if gender is None or gender is False else as_classifier(gender, device, backend)
         self.check_scaling = check_scaling
+        self.tta = tta
         self.detector = detector if isinstance(detector, FaceDetector) else create_detector(detector, **detector_kwargs)
         self.margin, self.align = margin, align
         self.detect_every, self.smooth = max(1, int(detect_every)), float(smooth)
@@ -109,7 +113,7 @@ class Recognizer:
         grey = clf.card.get("in_chans", 1) == 1
         crops = crop_faces(image, boxes, landmarks if self.align else None, size=clf.preprocessing.input_size,
                            margin=self.margin, grey=grey)
-        return clf.predict_proba(crops).numpy()
+        return clf.predict_proba(crops, tta=self.tta if clf is self.classifier else "none").numpy()
 
     def predict_image(self, image: Any, boxes: np.ndarray | None = None, source: str = "", color: str = "rgb"
                       ) -> Results:

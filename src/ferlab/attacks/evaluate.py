@@ -139,22 +139,24 @@ class ScalingReport:
                   "| clean images | faces | false-positive rate |", "|---|---|---|"]
         for k, v in self.clean_scores.items():
             lines.append(f"| {k} | {len(v)} | {fpr[k]:.2%} |")
-        rates = [r for r in self.methods if r["reached"] > 0]
         caught = {m: float(np.mean(np.asarray(s) > CONSISTENCY_THRESHOLD))
                   for m, s in self.attack_scores.get("consistency", {}).items() if s}
         if caught:
             lines += ["", "Attack images flagged at that threshold (true-positive rate): " + ", ".join(
                 f"{m} {v:.0%}" for m, v in caught.items()) + "."]
+        broken = [r["method"] for r in self.methods if r["success"] >= 0.5]
+        robust = [r["method"] for r in self.methods if r["success"] == 0]
         lines += ["", "## Reading it", "",
-                  "- Sampling resizes (nearest, bilinear and bicubic without antialiasing, in OpenCV, Pillow's "
-                  "nearest and torch) read a few pixels per output pixel: the attack reaches its target with "
-                  "small, scattered changes and the model sees the target.",
-                  "- Resizes that read every pixel (area, Pillow's filters, torch with antialias=True, ferlab's "
-                  "low-pass crop) leave no hiding place: the attack either misses the target or has to paint the "
-                  "target over the whole image, which is no camouflage.",
-                  "- The defences follow from that: ferlab's own crop is robust, so the pipeline is safe by "
-                  "default; a user who must call a sampling resize should add the median filter first.",
-                  f"- {len(rates)} of {len(self.methods)} methods were reached at least once."]
+                  f"- The attack succeeded on at least half of the pairs through: {', '.join(broken) or 'none'}.",
+                  f"- It never succeeded through: {', '.join(robust) or 'none'} (where it reached the target, the "
+                  f"attack image shows the target rather than the source: mean SSIM to the source "
+                  f"{np.mean([r['ssim'] for r in self.methods if r['method'] in robust] or [np.nan]):.2f} against "
+                  f"{np.mean([r['ssim'] for r in self.methods if r['method'] in broken] or [np.nan]):.2f} for the "
+                  f"methods it broke)."]
+        if broken:
+            worst = {d: max(self.defences[m][d] for m in broken) for d in DEFENCES if d != "none"}
+            lines.append("- Attacks crafted for those methods, when the victim resizes with a defence instead, succeed "
+                         "on at most: " + ", ".join(f"{d} {v:.0%}" for d, v in worst.items()) + " of the pairs.")
         return "\n".join(lines) + "\n"
 
 
@@ -179,7 +181,7 @@ def _pairs(clf: Classifier, faces: np.ndarray, labels: np.ndarray, n: int, seed:
 def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list[str] | None = None, pairs: int = 20,
                             source_size: int = 256, max_change: float | None = None, split: str = "val",
                             photos: str | os.PathLike | None = None, examples: int = 3, seed: int = 0,
-                            command: str = "", progress: bool = False) -> ScalingReport:
+                            command: str = "", progress: bool = False, model_name: str | None = None) -> ScalingReport:
     """Attack ``clf`` through each resize in ``methods`` on ``pairs`` face pairs of ``dataset``'s ``split``.
 
     Also scores the attack images and clean images with every detector, measures each defence, and calibrates
@@ -246,7 +248,8 @@ def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list
         clean_scores[f"faces detected in {Path(photos).name}/ (MTCNN, original resolution)"] = \
             _photo_face_scores(Path(photos))
     config = {"command": command, "date": time.strftime("%Y-%m-%d"), "hardware": hardware_summary(),
-              "model": clf.card.get("name", clf.card.get("architecture", "?")), "pairs": pairs,
+              "model": f"{model_name} ({clf.card.get('architecture', '?')})" if model_name
+              else clf.card.get("architecture", "?"), "pairs": pairs,
               "source_size": source_size, "max_change": max_change, "split": split,
               "data": dataset.source, "tolerance": TOLERANCE, "methods": methods, "seed": seed,
               "python": platform.python_version()}
