@@ -114,8 +114,8 @@ class OnnxClassifier:
             batch = x[start:start + step]
             if tta == "flip":  # both views in one call: one pass of the runtime's thread pool, not two
                 both = self.session.run(None, {"faces": np.concatenate([batch, batch[..., ::-1]])})[0]
-                logp = np.log(np.clip(both, 1e-12, 1)).reshape(2, len(batch), -1).mean(0)
-                probs = np.exp(logp) / np.exp(logp).sum(1, keepdims=True)
+                mean = np.exp(np.log(np.clip(both, 1e-12, 1)).reshape(2, len(batch), -1).mean(0))
+                probs = mean / mean.sum(1, keepdims=True)
             else:
                 probs = self.session.run(None, {"faces": np.ascontiguousarray(batch)})[0]
             out.append(probs)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from ferlab.attacks.resize import get_resizer
+from ferlab.attacks.resize import as_grey, get_resizer
 from ferlab.errors import ConfigError, unknown_choice
 
 # the resizes an attacker can exploit: each output pixel reads only a few input pixels
@@ -31,14 +31,10 @@ SAMPLING_RESIZES = ("cv2-nearest", "cv2-bilinear", "cv2-bicubic", "pil-nearest")
 CONSISTENCY_THRESHOLD = 24.0
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
 def consistency_score(image: np.ndarray, size: int | tuple[int, int] = 48) -> float:
     """Mean |area downscale - sampling downscale| in grey levels, worst sampling resize."""
     size = (size, size) if isinstance(size, int) else size
-    grey = _grey(np.asarray(image)).astype(np.float32)
+    grey = as_grey(np.asarray(image)).astype(np.float32)
     area = cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     return max(float(np.abs(get_resizer(m)(grey, size) - area).mean()) for m in SAMPLING_RESIZES)
 
@@ -46,7 +42,7 @@ def consistency_score(image: np.ndarray, size: int | tuple[int, int] = 48) -> fl
 def reconstruction_score(image: np.ndarray, size: int | tuple[int, int] = 48) -> float:
     """Largest MSE between the image and its sampling-downscale-then-upscale, over the image's variance."""
     size = (size, size) if isinstance(size, int) else size
-    grey = _grey(np.asarray(image)).astype(np.float32)
+    grey = as_grey(np.asarray(image)).astype(np.float32)
     h, w = grey.shape
     worst = 0.0
     for m in SAMPLING_RESIZES:
@@ -58,7 +54,7 @@ def reconstruction_score(image: np.ndarray, size: int | tuple[int, int] = 48) ->
 def spectrum_score(image: np.ndarray, size: int | tuple[int, int] = 48) -> float:
     """log(energy at the sampling-grid frequencies / energy at the same radii off the grid)."""
     size = (size, size) if isinstance(size, int) else size
-    grey = _grey(np.asarray(image)).astype(np.float64)
+    grey = as_grey(np.asarray(image)).astype(np.float64)
     h, w = grey.shape
     if h < 2 * size[0] or w < 2 * size[1]:
         return 0.0  # no room for a comb: the image is not much larger than the target

@@ -28,14 +28,9 @@ def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     neg, pos = np.asarray(negatives, float), np.asarray(positives, float)
     if not len(neg) or not len(pos):
         return float("nan")
-    ranks = np.argsort(np.argsort(np.concatenate([neg, pos]), kind="stable"), kind="stable") + 1.0
-    # average ranks over ties
-    allv = np.concatenate([neg, pos])
-    for v in np.unique(allv):
-        tie = allv == v
-        if tie.sum() > 1:
-            ranks[tie] = ranks[tie].mean()
-    return float((ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2) / (len(neg) * len(pos)))
+    # every (positive, negative) pair: 1 when the positive scores higher, 1/2 for a tie
+    diff = pos[:, None] - neg[None, :]
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
 
 
 def upscale(face: np.ndarray, size: int) -> np.ndarray:
@@ -209,17 +204,16 @@ def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list
         seconds = (time.perf_counter() - start) / len(attacks)
         target_cls = np.array([labels[j] for _, j in chosen])
         camo = np.array([a.camouflaged for a in attacks])
-        per_defence = {}
+        predicted = {}  # defence -> the model's class for each attack image as that defence resizes it
         for d in DEFENCES:
             resize = defended_resize(d, m)
             seen = np.stack([resize(a.image, (48, 48)) for a in attacks])
-            fooled = clf.predict_proba(seen[:, None]).argmax(1).numpy() == target_cls
-            per_defence[d] = float(np.mean(fooled & camo))
-            if d == "none":
-                fooled_none = fooled
+            predicted[d] = clf.predict_proba(seen[:, None]).argmax(1).numpy()
+        per_defence = {d: float(np.mean((p == target_cls) & camo)) for d, p in predicted.items()}
         defences[m] = per_defence
         reached = np.array([a.reached for a in attacks])
-        rows.append({"method": m, "reached": float(reached.mean()), "fooled": float(fooled_none.mean()),
+        rows.append({"method": m, "reached": float(reached.mean()),
+                     "fooled": float(np.mean(predicted["none"] == target_cls)),
                      "camouflaged": float(camo.mean()), "success": per_defence["none"],
                      "psnr": float(np.mean([a.psnr for a in attacks])),
                      "ssim": float(np.mean([a.ssim for a in attacks])),
@@ -228,8 +222,8 @@ def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list
             attack_scores[det][m] = [fn(a.image, 48) for a, ok in zip(attacks, reached, strict=True) if ok]
         examples_out[m] = [{"source": a.source, "image": a.image, "downscaled": a.downscaled, "target": a.target,
                             "source_label": names[labels[i]], "target_label": names[labels[j]],
-                            "predicted": names[int(clf.predict_proba(a.downscaled[None, None]).argmax())]}
-                           for a, (i, j) in list(zip(attacks, chosen, strict=True))[:examples]]
+                            "predicted": names[int(p)]}
+                           for a, (i, j), p in list(zip(attacks, chosen, predicted["none"], strict=True))[:examples]]
         if progress:
             print(f"  {m:22s} success {per_defence['none']:.0%}  {seconds:.2f} s/attack", flush=True)
 
@@ -246,7 +240,7 @@ def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list
     clean_scores = {f"FER2013 {split} faces upscaled to {source_size} (bicubic)": clean_detector_scores["consistency"]}
     if photos is not None and Path(photos).is_dir():
         clean_scores[f"faces detected in {Path(photos).name}/ (MTCNN, original resolution)"] = \
-            _photo_face_scores(Path(photos))
+            _photo_face_scores(clf, Path(photos))
     config = {"command": command, "date": time.strftime("%Y-%m-%d"), "hardware": hardware_summary(),
               "model": f"{model_name} ({clf.card.get('architecture', '?')})" if model_name
               else clf.card.get("architecture", "?"), "pairs": pairs,
@@ -260,18 +254,9 @@ def measure_scaling_attacks(clf: Classifier, dataset: FaceDataset, methods: list
                          calibration=calibration, examples=examples_out)
 
 
-def _photo_face_scores(folder: Path) -> list[float]:
-    """Consistency scores of every face the default detector finds in the photos, at original resolution."""
-    from ferlab.data.readers import IMAGE_EXTENSIONS, open_image
-    from ferlab.faces import create_detector
-    from ferlab.faces.crops import face_region
+def _photo_face_scores(clf: Classifier, folder: Path) -> list[float]:
+    """The scaling-attack scores the default Recognizer gives every face it finds in the photos."""
+    from ferlab.pipeline import Recognizer
 
-    detector = create_detector("mtcnn")
-    scores = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-        rgb = np.asarray(open_image(path))
-        for box in detector.detect(rgb).boxes:
-            region = face_region(rgb, box)
-            if region is not None:
-                scores.append(consistency_score(region, 48))
-    return scores
+    results = Recognizer(clf, "mtcnn").predict(str(folder))
+    return [f.scaling_score for r in results for f in r.faces if f.scaling_score is not None]

@@ -99,6 +99,11 @@ DESCRIPTIONS = {
 }
 
 
+def as_grey(image: np.ndarray) -> np.ndarray:
+    """A grey (H, W) view of an RGB (H, W, 3) or already grey image."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
 def get_resizer(name: str) -> Resize:
     """The resize function called ``name`` (see ``RESIZERS``): ``resize(image, (height, width))``."""
     if name not in RESIZERS:

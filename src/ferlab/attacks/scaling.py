@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ferlab.attacks.resize import get_resizer, scaling_matrices
+from ferlab.attacks.resize import as_grey, get_resizer, scaling_matrices
 from ferlab.errors import DataError
 
 # |resize(A) - T| up to this many grey levels counts as reaching the target: the libraries round and clip
@@ -53,10 +53,6 @@ def _solve_lines(s: np.ndarray, c: np.ndarray, t: np.ndarray, lo: np.ndarray, hi
     return out
 
 
-def _grey(img: np.ndarray) -> np.ndarray:
-    return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two uint8 images, in dB (inf when equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
@@ -65,7 +61,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Structural similarity (Wang et al. 2004; Gaussian window 11, sigma 1.5) of two uint8 images, on grey."""
-    x, y = _grey(a).astype(np.float64), _grey(b).astype(np.float64)
+    x, y = as_grey(a).astype(np.float64), as_grey(b).astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(z: np.ndarray) -> np.ndarray:

@@ -15,21 +15,6 @@ from ferlab.io import atomic_write_text
 METRICS = ("accuracy", "weighted_f1", "macro_f1", "balanced_accuracy")
 
 
-def _params(run: Path) -> tuple[int | None, int | None]:
-    """Total and trainable parameters of a finished run's network."""
-    from ferlab.classifier import load
-    from ferlab.models import count_parameters
-
-    try:
-        model = load(run / "model.safetensors").model
-        frozen = json.loads((run / "model.json").read_text()).get("model_kwargs", {}).get("trainable_blocks")
-        if frozen is not None and hasattr(model, "freeze"):
-            model.freeze(frozen)
-        return count_parameters(model, False), count_parameters(model, True)
-    except Exception:  # a report on partial results must not fail on one unreadable run
-        return None, None
-
-
 def collect_results(suite: Suite | str, profile: str = "quick", out_dir: str | os.PathLike = "runs/experiments"
                     ) -> list[dict[str, Any]]:
     """One row per experiment: published numbers, ours on val (and test when the data has it), size, time."""
@@ -47,7 +32,8 @@ def collect_results(suite: Suite | str, profile: str = "quick", out_dir: str | o
                        minutes=summary["train_seconds"] / 60, epochs=card.get("epochs_run"),
                        architecture=card.get("architecture"), hardware=card.get("hardware"),
                        train_images=card.get("data", {}).get("images", {}).get("train"))
-            row["params"], row["trainable"] = _params(run)
+            # the model card counts them at the end of training (ferlab train)
+            row["params"], row["trainable"] = card.get("parameters"), card.get("trainable_parameters")
         rows.append(row)
     return rows
 

@@ -161,7 +161,7 @@ def load_suite(name_or_path: str | os.PathLike) -> Suite:
     suite = Suite(name=path.stem, title=str(raw.get("title", path.stem)), source=str(raw.get("source", "")),
                   path=path, profiles=profiles, experiments=experiments)
     for exp in experiments:  # fail now, not an hour into the suite
-        load_config(exp.config, [o for o in [*exp.overrides] if "=@" not in o])
+        load_config(exp.config, [o for o in exp.overrides if "=@" not in o])
     return suite
 
 

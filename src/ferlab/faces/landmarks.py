@@ -92,5 +92,4 @@ def crop_points(image: np.ndarray, points: np.ndarray, size: int = 48, margin: f
     from ferlab.faces.crops import crop_faces
 
     boxes = np.concatenate([points.min(1), points.max(1)], axis=1)
-    return crop_faces(image, boxes, align_with if align_with is not None else None, size=size, margin=margin,
-                      align=align_with is not None, grey=grey)
+    return crop_faces(image, boxes, align_with, size=size, margin=margin, align=align_with is not None, grey=grey)
