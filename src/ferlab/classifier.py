@@ -182,8 +182,11 @@ def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: str,
         raise ModelError(f"{source} holds a '{card['architecture']}' network, not '{architecture}'; load it "
                          f"without an architecture, or pick a checkpoint trained as '{architecture}'.")
     label_set = LabelSet.from_dict(card["labels"])
+    # the file holds every weight: ImageNet initial weights (model_kwargs 'pretrained') would only be overwritten,
+    # and fetching them would make a fine-tuned model need the weights package or a download to load
+    kwargs = {k: v for k, v in card.get("model_kwargs", {}).items() if k != "pretrained"}
     model = create_model(card["architecture"], num_classes=label_set.num_classes, in_chans=card.get("in_chans", 1),
-                         **card.get("model_kwargs", {}))
+                         **kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
