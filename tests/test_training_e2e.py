@@ -27,9 +27,14 @@ def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
     run = result.run_dir
     for name in ("config.yaml", "model.safetensors", "model.json", "curves.png", "summary.json",
                  "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/csv/metrics.csv", "eval_val/report.md",
-                 "eval_val/confusion_normalized.png", "eval_val/mistakes.png"):
+                 "eval_val/confusion_normalized.png", "eval_val/mistakes.png", "eval_val/calibration.json",
+                 "eval_val/reliability.png"):
         assert (run / name).is_file(), name
     clf = ferlab.load(run)
+    # temperature scaling was fitted on the validation split; the temperature is kept only where it helps
+    calibration = clf.card["calibration"]
+    assert calibration["split"] == "val" and calibration["n"] == 70
+    assert clf.temperature == (calibration["temperature"] if calibration["helps"] else 1.0)
     evaluated = evaluate(clf, fer_csv, split="PublicTest")
     assert evaluated.metrics["n"] == 70
     assert evaluated.accuracy == pytest.approx(result.logged["val_acc"], abs=1.5 / 70)
@@ -44,7 +49,8 @@ def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
     # the Lightning checkpoint is self-describing too
     from_ckpt = ferlab.load(run / "checkpoints" / "best.ckpt")
     x = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
-    torch.testing.assert_close(from_ckpt.predict_proba(x), clf.predict_proba(x))
+    # same network; the temperature is fitted after training, so it lives in model.safetensors only
+    torch.testing.assert_close(from_ckpt.logits(x), clf.logits(x) * clf.temperature)
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")  # expected: resuming writes beside it
@@ -73,6 +79,14 @@ def test_cli_train_evaluate_and_errors(tmp_path, fer_csv, capsys):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n"] == 70
     assert "accuracy" in capsys.readouterr().out
+    model = run / "model.safetensors"
+    assert main(["calibrate", str(run), "--data", str(fer_csv), "--split", "PublicTest", "--out",
+                 str(tmp_path / "cal"), "--write"]) == 0
+    assert "temperature" in capsys.readouterr().out and (tmp_path / "cal" / "reliability.png").is_file()
+    written = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert ferlab.load(model).card["calibration"] == written
+    assert main(["calibrate", str(model), "--split", "Holdout"]) == 2
+    assert "unknown split" in capsys.readouterr().err
     assert main(["train", "--config", str(config), "optim.nme=sgd"]) == 2
     assert "Did you mean 'name'" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing.safetensors")]) == 2

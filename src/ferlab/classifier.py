@@ -113,9 +113,15 @@ class Classifier(nn.Module):
     def _as_batch(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         return as_face_batch(images, self.card.get("in_chans", 1))
 
+    @property
+    def temperature(self) -> float:
+        """Divisor of the network's outputs fitted by temperature scaling (``ferlab calibrate``); 1 if never fitted."""
+        return float(self.card.get("temperature", 1.0))
+
     @torch.inference_mode()
     def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
-        """Raw scores (N, num_classes); with ``tta`` averaged over flips (and shifted crops) in log space.
+        """Scores (N, num_classes): the network's outputs divided by the card's temperature; with ``tta``
+        averaged over flips (and shifted crops) in log space.
 
         Faces run in chunks of ``batch_size``: 64 was fastest on a 2-core CPU (larger chunks fall out of
         its caches; see benchmarks/inference_speed.py).
@@ -125,6 +131,7 @@ class Classifier(nn.Module):
         x = self._as_batch(images)
         self.model.eval()
         net = self._runner()
+        t = self.temperature
         out = []
         for start in range(0, len(x), batch_size):
             batch = self.preprocessing(x[start:start + batch_size].to(self.device))
@@ -140,9 +147,9 @@ class Classifier(nn.Module):
                 for dy, dx in ((0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)):
                     views.append(padded[..., dy:dy + size, dx:dx + size])
             if tta == "none":
-                out.append(net(batch).float().cpu())
+                out.append(net(batch).float().cpu() / t)
             else:
-                logp = torch.stack([F.log_softmax(net(v).float(), 1) for v in views]).mean(0)
+                logp = torch.stack([F.log_softmax(net(v).float() / t, 1) for v in views]).mean(0)
                 out.append(logp.cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
@@ -198,6 +205,15 @@ def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: str,
     return Classifier(model, label_set, Preprocessing.from_dict(card["preprocessing"]), card)
 
 
+def model_path(path_or_name: str | os.PathLike) -> Path:
+    """The file :func:`load` reads for ``path_or_name``: a bundled model's file, a run folder's
+    ``model.safetensors``, or the path itself."""
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in bundled_models():
+        return BUNDLED_DIR / f"{path_or_name}.safetensors"
+    return path / "model.safetensors" if path.is_dir() else path
+
+
 def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None,
          backend: str = "torch") -> Classifier:
     """Load a ferlab model from a .safetensors file, a Lightning .ckpt, a run folder or an exported .onnx file.
@@ -217,11 +233,7 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
         >>> clf = load("runs/mini_xception/model.safetensors")  # doctest: +SKIP
         >>> clf.predict(faces_uint8)  # doctest: +SKIP
     """
-    path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) in bundled_models():
-        path = BUNDLED_DIR / f"{path_or_name}.safetensors"
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = model_path(path_or_name)
     if path.suffix == ".onnx" and path.is_file():
         from ferlab.onnx import load_onnx
 

@@ -36,17 +36,27 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(result)
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ferlab.classifier import load
+def _model_data(clf, path: str | None):
+    """The dataset at ``path`` (default: the model's training data) read as the model was trained: its
+    label set, and folder / UTKFace images at its training size and channels."""
     from ferlab.data import load_dataset
-    from ferlab.evaluation import evaluate
     from ferlab.training.config import expand_path
 
-    clf = load(args.model, backend=args.backend)
-    data = args.data or (clf.card.get("data", {}).get("path"))
+    data = path or clf.card.get("data", {}).get("path")
     if not data:
         raise FerlabError("no data given: pass --data PATH (a FER2013 CSV or an image folder)")
-    ds = load_dataset(expand_path(str(data)), clf.label_set, val_fraction=0.0)
+    trained = clf.card.get("config", {}).get("data", {})
+    return load_dataset(expand_path(str(data)), clf.label_set, val_fraction=0.0,
+                        size=trained.get("image_size", clf.preprocessing.input_size),
+                        grayscale=clf.card.get("in_chans", 1) == 1)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from ferlab.classifier import load
+    from ferlab.evaluation import evaluate
+
+    clf = load(args.model, backend=args.backend)
+    ds = _model_data(clf, args.data)
     result = evaluate(clf, ds, split=args.split, tta=args.tta, batch_size=args.batch_size)
     print(result.summary())
     logged = clf.card.get("metrics", {})
@@ -55,6 +65,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         out = result.save(args.out, title=f"{Path(str(args.model)).name} on {result.info['split']}")
         print(f"wrote {out}/metrics.json, report.md, confusion.png, confusion_normalized.png, mistakes.png")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from ferlab.classifier import load, model_path
+    from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
+
+    clf = load(args.model)
+    ds = _model_data(clf, args.data)
+    result, probs = calibrate(clf, ds, split=args.split, batch_size=args.batch_size)
+    print(result)
+    if args.out:
+        print(f"wrote {save_calibration(result, probs, args.out)}/calibration.json, reliability.png")
+    if args.write:
+        path = model_path(args.model)
+        if path.suffix != ".safetensors":
+            raise FerlabError(f"--write rewrites a .safetensors model file, not {path}; save the model first "
+                              f"(load it and call .save())")
+        applied = apply_calibration(clf, result)
+        clf.save(path)
+        print(f"wrote {path} and its .json card: " + (f"temperature {clf.temperature:.3f}" if applied else
+                                                      "no temperature (scaling did not help)"))
 
 
 def _output_name(source: str, used: set[str], suffix: str) -> str:
@@ -417,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run the model in PyTorch or ONNX Runtime")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="fit temperature scaling on a split and measure ECE before / after")
+    p.add_argument("model", help="bundled model name, model file (.safetensors) or run folder")
+    p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
+    p.add_argument("--split", default="val", help="split to fit on: val (PublicTest for FER2013) unless you know why")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", help="folder for calibration.json and reliability.png")
+    p.add_argument("--write", action="store_true", help="store the temperature in the model file's card")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("predict", help="find faces in images, folders, videos or a webcam and classify them")
     p.add_argument("source", help="image, folder, glob pattern, video file, or webcam index (0)")

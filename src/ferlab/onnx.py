@@ -30,14 +30,14 @@ INSTALL_HINT = "the ONNX backend needs onnx and onnxruntime: pip install 'ferlab
 
 
 class _Exported(nn.Module):
-    """What the ONNX graph computes: preprocessing, the network, softmax."""
+    """What the ONNX graph computes: preprocessing, the network, temperature, softmax."""
 
     def __init__(self, clf: Classifier) -> None:
         super().__init__()
-        self.model, self.preprocessing = clf.model, clf.preprocessing
+        self.model, self.preprocessing, self.temperature = clf.model, clf.preprocessing, clf.temperature
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.preprocessing(faces)), dim=1)
+        return torch.softmax(self.model(self.preprocessing(faces)) / self.temperature, dim=1)
 
 
 def _onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:

@@ -87,6 +87,20 @@ class EvaluationResult:
         return out
 
 
+def split_of(clf: Any, data: FaceDataset | str | os.PathLike, split: str) -> tuple[FaceDataset, str]:
+    """The faces of ``split`` in ``data`` (a FaceDataset or a path read with the model's label set)."""
+    name = canonical_split(split)
+    if name is None:
+        raise DataError(f"unknown split '{split}'; choose train, val, test, or a FER2013 usage (Training, "
+                        f"PublicTest, PrivateTest)")
+    if not isinstance(data, FaceDataset):
+        data = load_dataset(data, clf.label_set, val_fraction=0.0)
+    elif data.label_set.names != clf.label_set.names:
+        raise DataError(f"the data's classes {list(data.class_names)} differ from the model's "
+                        f"{list(clf.class_names)}; load the data with the model's label set")
+    return (data if (data.splits == name).all() else data.split(name)), name
+
+
 def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "val", tta: str = "none",
              batch_size: int = 64) -> EvaluationResult:
     """Evaluate a classifier on one split.
@@ -104,16 +118,7 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
     from ferlab.classifier import as_classifier
 
     clf = as_classifier(model)
-    name = canonical_split(split)
-    if name is None:
-        raise DataError(f"unknown split '{split}'; choose train, val, test, or a FER2013 usage (Training, "
-                        f"PublicTest, PrivateTest)")
-    if not isinstance(data, FaceDataset):
-        data = load_dataset(data, clf.label_set, val_fraction=0.0)
-    elif data.label_set.names != clf.label_set.names:
-        raise DataError(f"the data's classes {list(data.class_names)} differ from the model's "
-                        f"{list(clf.class_names)}; load the data with the model's label set")
-    ds = data if (data.splits == name).all() else data.split(name)
+    ds, name = split_of(clf, data, split)
     probs = clf.predict_proba(ds.images, batch_size=batch_size, tta=tta).numpy()
     labels = ds.labels.numpy()
     metrics = classification_metrics(probs, labels, clf.class_names)

@@ -85,6 +85,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
 
     from ferlab.classifier import Classifier, load
     from ferlab.evaluation import evaluate, plot_training_curves
+    from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
     from ferlab.models import count_macs, count_parameters
     from ferlab.training.callbacks import AtomicCheckpointIO
     from ferlab.training.datamodule import FERDataModule
@@ -168,10 +169,14 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
             "epochs_run": trainer.current_epoch, "hardware": hardware_summary(), "config": cfg.to_dict(),
             "command": " ".join(["ferlab", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ferlab" else None}
     clf = Classifier(best.model, best.label_set, best.preprocessing, card)
+    # temperature scaling on the validation split: same predictions, honest confidences (kept only if it helps)
+    calibration, calibration_probs = calibrate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
+    apply_calibration(clf, calibration)
     result = evaluate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
     clf.card["metrics"] = {"split": "val", **result.summary_metrics(), "logged": logged}
     model_path = clf.save(run_dir / "model.safetensors")
     result.save(run_dir / "eval_val", title=f"{cfg.name}: validation split")
+    save_calibration(calibration, calibration_probs, run_dir / "eval_val")
     summary = {"model": str(model_path), "best_checkpoint": str(best_path), "metrics": clf.card["metrics"],
                "train_seconds": seconds}
     if data.dataset.has_split("test"):  # e.g. PrivateTest rows in the user's CSV: measured once, never used to select
