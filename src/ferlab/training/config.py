@@ -117,6 +117,9 @@ class TrainerConfig:
     channels_last: bool = True
     num_threads: int | None = None  # CPU threads for torch; null = all cores
     progress: Literal["auto", "rich", "text", "none"] = "auto"
+    val_tta: Literal["none", "flip"] = "none"  # validation (and so selection) on mirrored views as well
+    stop_at: float | None = None  # stop as soon as the monitored metric reaches this (time-to-accuracy runs)
+    max_minutes: float | None = None  # wall-clock budget of the fit; the best checkpoint so far is kept
 
 
 @dataclass
@@ -153,7 +156,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "scheduler.patience": (0, 1000), "scheduler.factor": (1e-4, 1), "scheduler.min_lr": (0, 1),
     "scheduler.warmup_epochs": (0, 1000), "scheduler.pct_start": (0.01, 0.99),
     "trainer.epochs": (1, 100000), "trainer.batch_size": (1, 65536), "trainer.eval_batch_size": (1, 65536),
-    "trainer.early_stopping": (1, 100000), "trainer.num_threads": (1, 1024),
+    "trainer.early_stopping": (1, 100000), "trainer.num_threads": (1, 1024), "trainer.max_minutes": (0.01, 1e6),
 }
 
 

@@ -88,7 +88,10 @@ class ClassifierModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        logits = self(self._inputs(images, train=False)).float()
+        x = self._inputs(images, train=False)
+        logits = self(x).float()
+        if self.cfg.trainer.val_tta == "flip":  # as Classifier.logits(tta="flip"): mean log-probabilities
+            logits = torch.stack([F.log_softmax(logits, 1), F.log_softmax(self(x.flip(-1)).float(), 1)]).mean(0)
         loss = F.cross_entropy(logits, labels)
         self.val_acc.update(logits, labels)
         self.val_f1.update(logits, labels)

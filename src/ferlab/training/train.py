@@ -131,12 +131,15 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
                                 save_last=True, save_top_k=1, auto_insert_metric_name=False)
     callbacks = [best_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress),
                  *(callbacks or [])]
-    if cfg.trainer.early_stopping:
-        callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping, mode=mode))
+    if cfg.trainer.early_stopping or cfg.trainer.stop_at is not None:
+        # without early stopping the patience never runs out, and only the threshold stops the run
+        callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping or cfg.trainer.epochs + 1,
+                                       mode=mode, stopping_threshold=cfg.trainer.stop_at))
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("16-mixed" if cuda else "32-true")
     trainer = L.Trainer(
-        max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        max_epochs=cfg.trainer.epochs, max_time=dt.timedelta(minutes=cfg.trainer.max_minutes) if cfg.trainer.max_minutes
+        else None, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         precision=precision, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=[CSVLogger(run_dir, name="logs", version=_free_log_version(run_dir / "logs", "csv")),
                 TensorBoardLogger(run_dir, name="logs", version="tb")],

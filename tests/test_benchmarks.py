@@ -1,0 +1,42 @@
+"""The time-to-accuracy benchmark runs whole trainings in fresh processes and stops each at the target."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+
+
+def _run(tmp_path: Path, config: Path, target: str, seeds: list[str], *extra: str) -> tuple[dict, str]:
+    out = tmp_path / f"tta-{target}.json"
+    done = subprocess.run([sys.executable, str(BENCH), "--config", str(config), "--target", target, "--seeds", *seeds,
+                           "--runs", str(tmp_path / "runs"), "--out", str(out), "--set", "model.name=maastricht_cnn4",
+                           "trainer.epochs=3", "trainer.batch_size=32", "trainer.channels_last=false",
+                           "trainer.num_threads=1", "optim.lr=0.01", *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_time_to_accuracy_stops_at_the_target_and_takes_the_median(tmp_path, fer_csv):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"data:\n  path: {fer_csv}\n")
+    result, printed = _run(tmp_path, config, "0.3", ["0", "1"], "trainer.val_tta=flip")
+    assert [r["seed"] for r in result["runs"]] == [0, 1] and result["target"] == 0.3
+    for run in result["runs"]:  # stripes are easy: reached, and the run stopped in the epoch that reached it
+        assert run["reached"] and run["epochs_run"] == run["epoch_reached"] and run["best_val_acc"] >= 0.3
+        assert Path(run["run_dir"], "model.safetensors").is_file()
+    minutes = sorted(r["wall_seconds"] / 60 for r in result["runs"])
+    assert result["median_minutes"] == pytest.approx(sum(minutes) / 2, abs=0.01)
+    assert "| median | 2/2 |" in printed and result["machine"]["cores"] >= 1
+    # an unreachable target runs every epoch and is reported as not reached, not as a time
+    result, printed = _run(tmp_path, config, "1.01", ["0"])
+    assert not result["runs"][0]["reached"] and result["runs"][0]["epochs_run"] == 3
+    assert result["median_minutes"] is None and "not reached" in printed
