@@ -225,3 +225,25 @@ def test_more_than_a_hundred_faces_in_one_call(recognizer, small_photo):
     r = recognizer.predict(small_photo, boxes=boxes)[0]
     assert len(r) == 120 and r.to_dataframe().shape[0] == 120
     assert all(abs(sum(f.probs.values()) - 1) < 1e-4 for f in r)
+
+
+def test_plot_keeps_bars_off_neighbouring_faces():
+    from ferlab.results import Face, Results
+
+    image = np.full((400, 600, 3), 90, np.uint8)
+    probs = dict.fromkeys(get_label_set("fer7").names, 1 / 7)
+    probs["happy"] = 0.5
+    # face A has its neighbour B right beside it: A's bars must go to its left; B's fit on its right
+    a = Face(np.array([200.0, 150, 300, 250]), 0.99, probs)
+    b = Face(np.array([310.0, 150, 410, 250]), 0.99, probs)
+    plotted = Results(image, [a, b]).plot()
+    inside = (slice(160, 240), slice(210, 290)), (slice(160, 240), slice(320, 400))
+    for rows, cols in inside:  # inside both boxes: untouched
+        np.testing.assert_array_equal(plotted[rows, cols], image[rows, cols])
+    assert (plotted[150:200, 420:500] != 90).any() and (plotted[150:200, 100:195] != 90).any()
+    # no room on either side: no bars at all rather than bars over a face
+    c = Face(np.array([0.0, 150, 100, 250]), 0.99, probs)
+    d = Face(np.array([105.0, 150, 205, 250]), 0.99, probs)
+    e = Face(np.array([210.0, 150, 310, 250]), 0.99, probs)
+    plotted = Results(image, [c, d, e]).plot()
+    np.testing.assert_array_equal(plotted[160:240, 115:195], image[160:240, 115:195])

@@ -151,38 +151,64 @@ class Results:
         return pd.DataFrame(rows)
 
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
-        """An annotated copy of the image (RGB): a box and label per face, probability bars beside it."""
+        """An annotated copy of the image (RGB): a box and label per face, probability bars beside it.
+
+        Bars go right of the face, else left of it, else nowhere: never over another face, label or bars.
+        """
         canvas = self.image.copy()
         h, w = canvas.shape[:2]
         thick = max(1, round(max(h, w) / 500))
         font = max(0.4, max(h, w) / 1600)
-        for f in self.faces:
-            colour = CLASS_COLOURS.get(f.emotion, (0, 200, 0))
-            x1, y1, x2, y2 = (int(round(v)) for v in f.xyxy)
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thick + 1)
-            label = (f"{f.emotion} {f.emotion_prob:.0%}" + (f" {f.gender}" if f.gender else "")
-                     + (" SCALING ATTACK?" if f.suspicious else ""))
-            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        boxes = [tuple(int(round(v)) for v in f.xyxy) for f in self.faces]
+        labels = []
+        for f, (x1, y1, x2, y2) in zip(self.faces, boxes, strict=True):
+            text = (f"{f.emotion} {f.emotion_prob:.0%}" + (f" {f.gender}" if f.gender else "")
+                    + (" SCALING ATTACK?" if f.suspicious else ""))
+            # in crowds the label shrinks towards the face's width, so it covers less of the row behind
+            (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, thick)
+            size = max(0.3, min(font, 1.5 * (x2 - x1) / max(tw, 1)))
+            weight = thick if size == font else 1
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, weight)
             ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - 2)
-            cv2.rectangle(canvas, (x1, ty - th - base), (x1 + tw + 4, ty + base), colour, -1)
-            cv2.putText(canvas, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
+            labels.append((text, (x1, ty - th - base, x1 + tw + 4, ty + base), ty, size, weight))
+        taken = [*boxes, *(label[1] for label in labels)]
+        for f, (x1, y1, x2, y2) in zip(self.faces, boxes, strict=True):
+            colour = CLASS_COLOURS.get(f.emotion, (0, 200, 0))
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thick + 1)
             if landmarks and f.landmarks is not None:
                 for px, py in f.landmarks:
                     cv2.circle(canvas, (int(px), int(py)), thick + 1, (0, 255, 0), -1)
-            if bars:
-                self._draw_bars(canvas, f, (x2 + 4, y1), font)
+        if bars:
+            for i, (f, (x1, y1, x2, _)) in enumerate(zip(self.faces, boxes, strict=True)):
+                bw, bh = self._bars_size(font, len(f.probs))
+                others = [r for j, r in enumerate(taken) if j != i]
+                for bx in (x2 + 4, x1 - 4 - bw):  # right of the face, else left of it
+                    rect = (bx, y1, bx + bw, y1 + bh)
+                    if bx >= 0 and bx + bw <= w and not any(_overlap(rect, r) for r in others):
+                        self._draw_bars(canvas, f, (bx, y1), font)
+                        taken.append(rect)
+                        break
+        # labels last, so nothing covers them
+        for f, (text, (lx1, ly1, lx2, ly2), ty, size, weight) in zip(self.faces, labels, strict=True):
+            cv2.rectangle(canvas, (lx1, ly1), (lx2, ly2), CLASS_COLOURS.get(f.emotion, (0, 200, 0)), -1)
+            cv2.putText(canvas, text, (lx1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), weight, cv2.LINE_AA)
         return canvas
 
     @staticmethod
+    def _bars_size(font: float, classes: int) -> tuple[int, int]:
+        """Width and height of the probability bars drawn with :meth:`_draw_bars` at this label font."""
+        (tw, th), _ = cv2.getTextSize("sur", cv2.FONT_HERSHEY_SIMPLEX, font * 0.7, 1)
+        row = th + 6
+        return tw + 4 * row + 6, classes * row
+
+    @staticmethod
     def _draw_bars(canvas: np.ndarray, f: Face, origin: tuple[int, int], font: float) -> None:
-        """Seven rows of 'abc ====' beside the box, sized from the label font so they stay readable."""
+        """One row of 'abc ====' per class at ``origin``, sized from the label font so they stay readable."""
         x0, y0 = origin
-        h, w = canvas.shape[:2]
+        h = canvas.shape[0]
         scale = font * 0.7
         (tw, th), _ = cv2.getTextSize("sur", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         row, width = th + 6, 4 * (th + 6)
-        if x0 + tw + width + 6 > w:  # no room on the right: skip rather than draw over the face
-            return
         for k, (name, p) in enumerate(f.probs.items()):
             y = y0 + k * row
             if y + row > h:
@@ -212,3 +238,8 @@ def save_image(rgb: np.ndarray, path: str | os.PathLike) -> Path:
 
     atomic_save(path, write)
     return path
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two xyxy rectangles share any area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
