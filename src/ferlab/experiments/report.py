@@ -31,7 +31,8 @@ def collect_results(suite: Suite | str, profile: str = "quick", out_dir: str | o
                        test={k: summary["test_metrics"].get(k) for k in METRICS} if "test_metrics" in summary else None,
                        minutes=summary["train_seconds"] / 60, epochs=card.get("epochs_run"),
                        architecture=card.get("architecture"), hardware=card.get("hardware"),
-                       train_images=card.get("data", {}).get("images", {}).get("train"))
+                       train_images=card.get("data", {}).get("images", {}).get("train"),
+                       threads=card.get("config", {}).get("trainer", {}).get("num_threads"))
             # the model card counts them at the end of training (ferlab train)
             row["params"], row["trainable"] = card.get("parameters"), card.get("trainable_parameters")
         rows.append(row)
@@ -57,6 +58,9 @@ def write_report(suite: Suite | str, profile: str = "quick", out_dir: str | os.P
     prof = suite.profiles[profile]
     hardware = next((r["hardware"] for r in done if r.get("hardware")), "not run yet")
     minutes = sum(r["minutes"] for r in done)
+    threads = {r.get("threads") for r in done} - {None}
+    if threads:  # times depend on it: say so when runs were limited to fewer threads than cores
+        hardware += f", {'/'.join(map(str, sorted(threads)))} torch thread(s) per run"
     lines = [f"# {suite.title}", "", suite.source.strip(), "",
              f"Profile **{profile}**: {prof.get('description', '')} "
              f"(overrides: `{' '.join(suite.profile_overrides(profile)) or 'none'}`). "
