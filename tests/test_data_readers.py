@@ -190,3 +190,35 @@ def test_shared_utkface_slice():
     assert len(ds) == 40 and set(ds.labels.tolist()) <= {0, 1}
     assert ds.meta["age"].between(1, 116).all()
     assert all("_" in f for f, _ in ds.skipped)
+
+
+def test_packed_npz_reads_exactly_as_its_csv(tmp_path, fer_csv, ferplus_csv, capsys):
+    from ferlab.cli import main
+
+    packed = tmp_path / "fer.npz"
+    assert main(["data", "pack", str(fer_csv), str(packed)]) == 0 and "wrote" in capsys.readouterr().out
+    for kwargs in ({}, {"usages": ["Training", "PrivateTest"]}):
+        a, b = load_fer_csv(packed, **kwargs), load_fer_csv(fer_csv, **kwargs)
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+        assert (a.splits == b.splits).all() and a.meta.equals(b.meta)
+    # FER+ votes align by CSV row, so they still fit the pack
+    a = load_dataset(packed, "ferplus8", ferplus=ferplus_csv, val_fraction=0.0)
+    b = load_dataset(fer_csv, "ferplus8", ferplus=ferplus_csv, val_fraction=0.0)
+    assert torch.equal(a.soft_labels, b.soft_labels) and len(a) == len(b) == 418
+
+
+def test_bad_packs_give_clear_errors(tmp_path, fer_csv):
+    from ferlab.data.readers import pack_fer_csv
+
+    not_zip = tmp_path / "broken.npz"
+    not_zip.write_bytes(b"not a zip file at all")
+    with pytest.raises(DataError, match="packed FER2013"):
+        load_fer_csv(not_zip)
+    other = tmp_path / "other.npz"
+    np.savez(other, pixels=np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(DataError, match="lacks the array"):
+        load_fer_csv(other)
+    with pytest.raises(DataError, match="no rows with Usage"):
+        load_fer_csv(pack_fer_csv(fer_csv, tmp_path / "ok.npz"), usages=["Validation"])
+    with pytest.raises(DataError, match=".npz"):
+        pack_fer_csv(fer_csv, tmp_path / "out.csv")

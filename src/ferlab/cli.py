@@ -338,6 +338,13 @@ def _cmd_data_inspect(args: argparse.Namespace) -> None:
         print(f"wrote {out}/summary.json, class_histogram.png, sample_grid.png")
 
 
+def _cmd_data_pack(args: argparse.Namespace) -> None:
+    from ferlab.data.readers import pack_fer_csv
+
+    out = pack_fer_csv(args.csv, args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); use it wherever the CSV goes (data.path, --data)")
+
+
 def _cmd_attack_scaling(args: argparse.Namespace) -> None:
     from ferlab.attacks import RESIZERS, measure_scaling_attacks
     from ferlab.classifier import load
@@ -508,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ferplus", help="FER+ vote file aligned with the CSV")
     q.add_argument("--out", help="folder for summary.json, sample_grid.png, class_histogram.png")
     q.set_defaults(func=_cmd_data_inspect)
+    q = dsub.add_parser("pack", help="a FER2013 CSV as a compact .npz (for GPU machines, faster loading)")
+    q.add_argument("csv", help="FER2013 CSV (.csv or .csv.gz)")
+    q.add_argument("out", help="the .npz file to write")
+    q.set_defaults(func=_cmd_data_pack)
 
     p = sub.add_parser("attack", help="image-scaling (camouflage) attacks: craft, measure, detect, defend")
     asub = p.add_subparsers(dest="attack_command", required=True)
