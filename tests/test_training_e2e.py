@@ -146,3 +146,44 @@ def test_ferplus_soft_labels_train(tmp_path, fer_csv, ferplus_csv):
     assert card["data"]["soft_labels"] and card["data"]["images"]["train"] == 278  # 2 rows dropped by FER+ votes
     with pytest.raises(ConfigError, match="ferplus"):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", "data.soft_labels=true"])
+
+
+def test_distillation_and_weight_averaging(tmp_path, fer_csv):
+    teacher = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"]).run_dir
+    student_overrides = [*TINY, "trainer.epochs=1", f"loss.distill_from={teacher}", "loss.distill_weight=0.7",
+                         "loss.distill_temperature=3", "trainer.ema_decay=0.9"]
+    result = ferlab.train(_config(tmp_path, fer_csv), student_overrides)
+    logs = pd_logs(result.run_dir)
+    assert "distill_loss" in logs.columns and logs["distill_loss"].notna().any()
+    # the checkpoint holds the averaged weights: the saved model is what was validated
+    clf = ferlab.load(result.run_dir)
+    assert clf.card["metrics"]["accuracy"] == pytest.approx(result.logged["val_acc"], abs=1.5 / 70)
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "current_model_state" in ckpt  # Lightning keeps the raw weights beside the average
+
+    # the training loss is (1 - w) * label loss + w * T^2 * KL(teacher || student) at temperature T
+    from ferlab.training.module import ClassifierModule
+
+    module = ClassifierModule.load_from_checkpoint(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    module.eval()  # no dropout: both passes see the same network
+    images = torch.randint(0, 256, (8, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(8) % 7
+    x = module._inputs(images, train=False)
+    logits = module(x).float()
+    t = 3.0
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), module.teacher_logits(x), log_target=True,
+                                    reduction="batchmean")
+    expected = 0.3 * module.criterion(logits, labels) + 0.7 * t * t * kl
+    module.augment = lambda v: v  # same input as above
+    module.log = lambda *a, **k: None
+    torch.testing.assert_close(module.training_step((images, labels), 0), expected)
+
+    # a teacher that takes other input is refused with the fix named
+    with pytest.raises(ConfigError, match="preprocess"):
+        ferlab.train(_config(tmp_path, fer_csv), [*student_overrides, "preprocess.normalize=symmetric"])
+
+
+def pd_logs(run):
+    import pandas as pd
+
+    return pd.concat(pd.read_csv(f) for f in sorted((run / "logs").glob("csv*/metrics.csv")))

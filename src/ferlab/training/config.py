@@ -83,6 +83,12 @@ class LossConfig:
     focal_gamma: float = 0.0
     sampler: Literal["none", "weighted", "oversample"] = "none"
     oversample: dict[str, float] = field(default_factory=dict)  # class name -> repeat factor
+    # knowledge distillation (Hinton et al. 2015): a trained model (bundled name, file or run folder) whose
+    # softened outputs the student also matches; it must take the student's input (same preprocessing)
+    distill_from: str | None = None
+    distill_weight: float = 0.5  # share of the distillation term; the label loss gets the rest
+    distill_temperature: float = 2.0
+    distill_tta: Literal["none", "flip"] = "flip"  # teacher averaged over the mirrored view too
 
 
 @dataclass
@@ -120,6 +126,7 @@ class TrainerConfig:
     val_tta: Literal["none", "flip"] = "none"  # validation (and so selection) on mirrored views as well
     stop_at: float | None = None  # stop as soon as the monitored metric reaches this (time-to-accuracy runs)
     max_minutes: float | None = None  # wall-clock budget of the fit; the best checkpoint so far is kept
+    ema_decay: float | None = None  # validate and save an exponential moving average of the weights (e.g. 0.999)
 
 
 @dataclass
@@ -151,7 +158,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "preprocess.input_size": (8, 1024),
     "augment.rotate": (0, 180), "augment.shift": (0, 0.5), "augment.shear": (0, 60), "augment.zoom": (0, 0.9),
     "augment.erasing": (0, 1), "augment.mixup": (0, 10), "augment.cutmix": (0, 10), "augment.mix_prob": (0, 1),
-    "loss.label_smoothing": (0, 0.5), "loss.focal_gamma": (0, 10),
+    "loss.label_smoothing": (0, 0.5), "loss.focal_gamma": (0, 10), "loss.distill_weight": (0, 1),
+    "loss.distill_temperature": (0.1, 100), "trainer.ema_decay": (0, 0.999999),
     "optim.lr": (1e-8, 10), "optim.weight_decay": (0, 1), "optim.momentum": (0, 1),
     "scheduler.patience": (0, 1000), "scheduler.factor": (1e-4, 1), "scheduler.min_lr": (0, 1),
     "scheduler.warmup_epochs": (0, 1000), "scheduler.pct_start": (0.01, 0.99),

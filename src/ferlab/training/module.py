@@ -62,6 +62,35 @@ class ClassifierModule(L.LightningModule):
         self.num_classes = num_classes
         if self.cfg.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # set through __dict__: the teacher is no submodule, so it stays out of checkpoints and the EMA copy
+        self.__dict__["teacher"] = self._load_teacher(card) if self.cfg.loss.distill_from else None
+
+    def _load_teacher(self, card: dict[str, Any]) -> torch.nn.Module:
+        from ferlab.classifier import load
+
+        source = self.cfg.loss.distill_from
+        teacher = load(expand_path(source))
+        if list(teacher.class_names) != list(card["labels"]["names"]):
+            raise ConfigError(f"loss.distill_from={source} predicts {list(teacher.class_names)}, but this run trains "
+                              f"{card['labels']['names']}; distil from a model with the same classes")
+        mine, theirs = self.preprocessing.to_dict(), teacher.preprocessing.to_dict()
+        if mine != theirs or teacher.card.get("in_chans", 1) != card["in_chans"]:
+            raise ConfigError(f"loss.distill_from={source} takes other input (preprocessing {theirs}, "
+                              f"{teacher.card.get('in_chans', 1)} channels) than this run ({mine}, {card['in_chans']} "
+                              f"channels); set preprocess.* and the data's channels to match the teacher")
+        model = teacher.model.eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+        return model
+
+    @torch.no_grad()
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's log-probabilities at the distillation temperature (flip-averaged if configured)."""
+        teacher, t = self.teacher.to(x.device), self.cfg.loss.distill_temperature
+        logp = F.log_softmax(teacher(x).float() / t, 1)
+        if self.cfg.loss.distill_tta == "flip":
+            logp = F.log_softmax((logp + F.log_softmax(teacher(x.flip(-1)).float() / t, 1)) / 2, 1)
+        return logp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -82,7 +111,15 @@ class ClassifierModule(L.LightningModule):
         if (a.mixup or a.cutmix) and random.random() < a.mix_prob:
             use_cutmix = a.cutmix and (not a.mixup or random.random() < 0.5)
             x, targets = cutmix(x, targets, a.cutmix) if use_cutmix else mixup(x, targets, a.mixup)
-        loss = self.criterion(self(x), targets)
+        logits = self(x)
+        loss = self.criterion(logits, targets)
+        if self.teacher is not None:
+            # Hinton et al.: KL between softened distributions, scaled by T^2 to keep its gradients comparable
+            t, w = self.cfg.loss.distill_temperature, self.cfg.loss.distill_weight
+            teacher = self.teacher_logits(x)
+            kl = F.kl_div(F.log_softmax(logits.float() / t, 1), teacher, log_target=True, reduction="batchmean")
+            self.log("distill_loss", kl, on_step=False, on_epoch=True, batch_size=len(images))
+            loss = (1 - w) * loss + w * t * t * kl
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
         return loss
 

@@ -135,6 +135,11 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         # without early stopping the patience never runs out, and only the threshold stops the run
         callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping or cfg.trainer.epochs + 1,
                                        mode=mode, stopping_threshold=cfg.trainer.stop_at))
+    if cfg.trainer.ema_decay:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        # validation, the best checkpoint and so the saved model all use the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=cfg.trainer.ema_decay))
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("16-mixed" if cuda else "32-true")
     trainer = L.Trainer(
