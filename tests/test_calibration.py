@@ -57,6 +57,8 @@ def test_bad_inputs_are_named():
         fit_temperature(np.zeros((0, 7)), np.zeros(0, dtype=int))
     with pytest.raises(DataError, match="logits"):
         fit_temperature(np.zeros((5, 7)), np.zeros(4, dtype=int))
+    with pytest.raises(DataError, match="at least 4"):
+        calibration_of(np.zeros((3, 7)), np.zeros(3, dtype=int))
 
 
 def _classifier(**card) -> Classifier:

@@ -71,7 +71,7 @@ class CalibrationResult:
     ece_after: float
     nll_before: float
     nll_after: float
-    crossfit_ece_after: float  # T fitted on one half, measured on the other (both ways, averaged)
+    crossfit_ece_after: float  # each half scaled by the T fitted on the other half, measured together
     crossfit_nll_after: float
     n: int
     split: str
@@ -92,6 +92,8 @@ def calibration_of(logits: np.ndarray, labels: np.ndarray, split: str = "val", s
     """Fit a temperature to ``logits`` and measure it; also returns the probabilities before and after."""
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
+    if len(y) < 4:
+        raise DataError(f"calibration needs at least 4 labelled faces (two halves to cross-fit); got {len(y)}")
     t = fit_temperature(z, y)
     before, after = np.exp(_log_softmax(z)), np.exp(_log_softmax(z / t))
     # two-fold cross-fitting: an honest estimate of what the fitted T does on faces it was not fitted to
@@ -102,18 +104,19 @@ def calibration_of(logits: np.ndarray, labels: np.ndarray, split: str = "val", s
     cross_probs = np.exp(_log_softmax(cross))
     crossfit_nll = nll(cross, y)
     crossfit_ece, ece_before = expected_calibration_error(cross_probs, y), expected_calibration_error(before, y)
+    nll_before = nll(z, y)
     result = CalibrationResult(
-        temperature=t, ece_before=ece_before, ece_after=expected_calibration_error(after, y),
-        nll_before=nll(z, y), nll_after=nll(z, y, t), crossfit_ece_after=crossfit_ece,
-        crossfit_nll_after=crossfit_nll, n=len(y), split=split, helps=bool(crossfit_nll < nll(z, y) and crossfit_ece < ece_before))
+        temperature=t, ece_before=ece_before, ece_after=expected_calibration_error(after, y), nll_before=nll_before,
+        nll_after=nll(z, y, t), crossfit_ece_after=crossfit_ece, crossfit_nll_after=crossfit_nll, n=len(y),
+        split=split, helps=bool(crossfit_nll < nll_before and crossfit_ece < ece_before))
     return result, {"before": before, "after": after, "labels": y}
 
 
 def calibrate(model: Any, data: Any, split: str = "val", batch_size: int = 64) -> tuple[CalibrationResult, dict]:
     """Fit and measure temperature scaling for a classifier on one split of ``data``.
 
-    The fit starts from the model's current temperature, so the result's ``temperature`` is the total one
-    to store in the card. Returns the result and the probabilities before / after (for
+    The fit uses the raw network outputs (any temperature already in the card is undone), so the result's
+    ``temperature`` is the one to store. Returns the result and the probabilities before / after (for
     :func:`plot_reliability`).
     """
     from ferlab.classifier import Classifier, as_classifier
