@@ -97,11 +97,15 @@ def test_report_on_fake_run_folders(tmp_path):
     (run / "summary.json").write_text(json.dumps({"metrics": metrics, "train_seconds": 600.0,
                                                   "test_metrics": {**metrics, "accuracy": 0.6}}))
     (run / "model.json").write_text(json.dumps({"epochs_run": 12, "architecture": "vgg2017", "hardware": "test CPU",
-                                                "config": {"trainer": {"num_threads": 1}}}))
+                                                "config": {"trainer": {"num_threads": 1}},
+                                                "data": {"region_crops": {"rows": 400, "fallback": True,
+                                                                          "detector_failures": {"train": 30,
+                                                                                                "val": 10}}}}))
     md = write_report(suites / "fake.yaml", "quick", tmp_path / "runs", tmp_path / "reports")
     line = next(row for row in md.read_text().splitlines() if row.startswith("| A |"))
     assert "62.2%" in line and "59.1% (test 60.0%)" in line and "0.600" in line and "10.0" in line
     assert "their split leaked" in line and "test CPU, 1 torch thread(s) per run" in md.read_text()
+    assert "- A: the detector found no face in 40 of 400 images (10.0%) (30 in train, 10 in val)" in md.read_text()
 
 
 def test_bad_suites(tmp_path):

@@ -32,7 +32,8 @@ def collect_results(suite: Suite | str, profile: str = "quick", out_dir: str | o
                        minutes=summary["train_seconds"] / 60, epochs=card.get("epochs_run"),
                        architecture=card.get("architecture"), hardware=card.get("hardware"),
                        train_images=card.get("data", {}).get("images", {}).get("train"),
-                       threads=card.get("config", {}).get("trainer", {}).get("num_threads"))
+                       threads=card.get("config", {}).get("trainer", {}).get("num_threads"),
+                       region_crops=card.get("data", {}).get("region_crops"))
             # the model card counts them at the end of training (ferlab train)
             row["params"], row["trainable"] = card.get("parameters"), card.get("trainable_parameters")
         rows.append(row)
@@ -87,12 +88,28 @@ def write_report(suite: Suite | str, profile: str = "quick", out_dir: str | os.P
         else:
             cells = ["not run", _fmt(pub.get("weighted_f1"), False)] + ["–"] * 6
         lines.append(f"| {r['label']} | {_fmt(pub.get('accuracy'))} | " + " | ".join(cells) + f" | {r['note']} |")
+    crops = [r for r in done if r.get("region_crops")]
+    if crops:
+        lines += ["", "Landmark crops (from each run's model card):", ""]
+        lines += [_crop_line(r["label"], r["region_crops"]) for r in crops]
     if done:
         _plot(done, figs / "accuracy.png", f"{suite.name} ({profile})")
         lines += ["", f"![published vs ours]({suite.name}/accuracy.png)"]
     path = reports / f"{suite.name}.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _crop_line(label: str, crops: dict[str, Any]) -> str:
+    """How many faces the landmark detector missed, per split, and what became of them."""
+    failures = crops.get("detector_failures", {})
+    missed, rows = sum(failures.values()), crops.get("rows", 0)
+    per_split = ", ".join(f"{n:,} in {split}" for split, n in failures.items())
+    fate = ("their landmarks were fitted in the whole image instead" if crops.get("fallback")
+            else f"{crops.get('dropped', 0):,} faces were dropped")
+    share = f" ({missed / rows:.1%})" if rows else ""
+    return (f"- {label}: the detector found no face in {missed:,} of {rows:,} images{share} ({per_split}); "
+            f"{fate}.")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
