@@ -83,3 +83,16 @@ def test_optimized_cpu_path_matches_the_model(arch):
     assert not any("_fused" in k for k in clf.state_dict())
     slow = Classifier(clf.model, clf.label_set, clf.preprocessing, clf.card, optimize=False)
     torch.testing.assert_close(slow.logits(x), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_evaluate_reads_a_path_as_the_model_was_trained(utkface_dir):
+    from ferlab.evaluation import evaluate
+
+    torch.manual_seed(0)
+    model = ferlab.create_model("maastricht_cnn4", num_classes=2, in_chans=3).eval()
+    clf = Classifier(model, get_label_set("gender2"), Preprocessing(input_size=48),
+                     {"architecture": "maastricht_cnn4", "in_chans": 3, "config": {"data": {"image_size": 40}}})
+    # an RGB model on a UTKFace folder: images are read in colour at the training size, not as 48x48 grey
+    result = evaluate(clf, utkface_dir, split="train")
+    expected = ferlab.load_dataset(utkface_dir, "gender2", size=40, grayscale=False).split("train")
+    assert result.metrics["n"] == len(expected) > 0 and result.images.shape[1:] == (40, 40)

@@ -63,9 +63,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path, fer_csv):
     ckpt = torch.load(resumed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 * first_steps and resumed.run_dir == first.run_dir
     # the metrics of the first epoch survive the resume, beside those of the second
-    import pandas as pd
-
-    logs = pd.concat(pd.read_csv(f) for f in sorted((first.run_dir / "logs").glob("csv*/metrics.csv")))
+    logs = pd_logs(first.run_dir)
     assert sorted(logs.dropna(subset=["val_acc"])["epoch"].unique()) == [0, 1]
 
 
@@ -171,7 +169,7 @@ def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     x = module._inputs(images, train=False)
     logits = module(x).float()
     t = 3.0
-    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), module.teacher_logits(x), log_target=True,
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), module.teacher_log_probs(x), log_target=True,
                                     reduction="batchmean")
     expected = 0.3 * module.criterion(logits, labels) + 0.7 * t * t * kl
     module.augment = lambda v: v  # same input as above

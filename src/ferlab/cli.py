@@ -37,18 +37,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _model_data(clf, path: str | None):
-    """The dataset at ``path`` (default: the model's training data) read as the model was trained: its
-    label set, and folder / UTKFace images at its training size and channels."""
-    from ferlab.data import load_dataset
+    """The dataset at ``path`` (default: the model's training data) read as the model was trained."""
+    from ferlab.evaluation.evaluate import load_model_data
     from ferlab.training.config import expand_path
 
     data = path or clf.card.get("data", {}).get("path")
     if not data:
         raise FerlabError("no data given: pass --data PATH (a FER2013 CSV or an image folder)")
-    trained = clf.card.get("config", {}).get("data", {})
-    return load_dataset(expand_path(str(data)), clf.label_set, val_fraction=0.0,
-                        size=trained.get("image_size", clf.preprocessing.input_size),
-                        grayscale=clf.card.get("in_chans", 1) == 1)
+    return load_model_data(clf, expand_path(str(data)))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

@@ -87,6 +87,15 @@ class EvaluationResult:
         return out
 
 
+def load_model_data(clf: Any, path: str | os.PathLike) -> FaceDataset:
+    """The dataset at ``path`` read as ``clf`` was trained: its label set, and folder / UTKFace images at its
+    training image size and channels (CSV faces are always 48x48 grey)."""
+    trained = clf.card.get("config", {}).get("data", {})
+    return load_dataset(path, clf.label_set, val_fraction=0.0,
+                        size=trained.get("image_size", clf.preprocessing.input_size),
+                        grayscale=clf.card.get("in_chans", 1) == 1)
+
+
 def split_of(clf: Any, data: FaceDataset | str | os.PathLike, split: str) -> tuple[FaceDataset, str]:
     """The faces of ``split`` in ``data`` (a FaceDataset or a path read with the model's label set)."""
     name = canonical_split(split)
@@ -94,7 +103,7 @@ def split_of(clf: Any, data: FaceDataset | str | os.PathLike, split: str) -> tup
         raise DataError(f"unknown split '{split}'; choose train, val, test, or a FER2013 usage (Training, "
                         f"PublicTest, PrivateTest)")
     if not isinstance(data, FaceDataset):
-        data = load_dataset(data, clf.label_set, val_fraction=0.0)
+        data = load_model_data(clf, data)
     elif data.label_set.names != clf.label_set.names:
         raise DataError(f"the data's classes {list(data.class_names)} differ from the model's "
                         f"{list(clf.class_names)}; load the data with the model's label set")

@@ -159,12 +159,13 @@ RANGES: dict[str, tuple[float, float]] = {
     "augment.rotate": (0, 180), "augment.shift": (0, 0.5), "augment.shear": (0, 60), "augment.zoom": (0, 0.9),
     "augment.erasing": (0, 1), "augment.mixup": (0, 10), "augment.cutmix": (0, 10), "augment.mix_prob": (0, 1),
     "loss.label_smoothing": (0, 0.5), "loss.focal_gamma": (0, 10), "loss.distill_weight": (0, 1),
-    "loss.distill_temperature": (0.1, 100), "trainer.ema_decay": (0, 0.999999),
+    "loss.distill_temperature": (0.1, 100),
     "optim.lr": (1e-8, 10), "optim.weight_decay": (0, 1), "optim.momentum": (0, 1),
     "scheduler.patience": (0, 1000), "scheduler.factor": (1e-4, 1), "scheduler.min_lr": (0, 1),
     "scheduler.warmup_epochs": (0, 1000), "scheduler.pct_start": (0.01, 0.99),
     "trainer.epochs": (1, 100000), "trainer.batch_size": (1, 65536), "trainer.eval_batch_size": (1, 65536),
     "trainer.early_stopping": (1, 100000), "trainer.num_threads": (1, 1024), "trainer.max_minutes": (0.01, 1e6),
+    "trainer.ema_decay": (0, 0.999999),
 }
 
 

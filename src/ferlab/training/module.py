@@ -33,6 +33,12 @@ def init_weights(model: torch.nn.Module, source: str) -> list[str]:
     return sorted(set(own) - set(matched))
 
 
+def _flip_mean_log_probs(net: torch.nn.Module, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of ``x`` and of its mirror image, averaged (test-time augmentation by flipping)."""
+    views = (x, x.flip(-1))
+    return torch.stack([F.log_softmax(net(v).float() / temperature, 1) for v in views]).mean(0)
+
+
 class ClassifierModule(L.LightningModule):
     """Trains one registered network on uint8 face batches.
 
@@ -84,13 +90,12 @@ class ClassifierModule(L.LightningModule):
         return model
 
     @torch.no_grad()
-    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def teacher_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's log-probabilities at the distillation temperature (flip-averaged if configured)."""
         teacher, t = self.teacher.to(x.device), self.cfg.loss.distill_temperature
-        logp = F.log_softmax(teacher(x).float() / t, 1)
-        if self.cfg.loss.distill_tta == "flip":
-            logp = F.log_softmax((logp + F.log_softmax(teacher(x.flip(-1)).float() / t, 1)) / 2, 1)
-        return logp
+        if self.cfg.loss.distill_tta == "flip":  # the mean of log-probabilities is no distribution: renormalise
+            return F.log_softmax(_flip_mean_log_probs(teacher, x, t), 1)
+        return F.log_softmax(teacher(x).float() / t, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -116,7 +121,7 @@ class ClassifierModule(L.LightningModule):
         if self.teacher is not None:
             # Hinton et al.: KL between softened distributions, scaled by T^2 to keep its gradients comparable
             t, w = self.cfg.loss.distill_temperature, self.cfg.loss.distill_weight
-            teacher = self.teacher_logits(x)
+            teacher = self.teacher_log_probs(x)
             kl = F.kl_div(F.log_softmax(logits.float() / t, 1), teacher, log_target=True, reduction="batchmean")
             self.log("distill_loss", kl, on_step=False, on_epoch=True, batch_size=len(images))
             loss = (1 - w) * loss + w * t * t * kl
@@ -126,9 +131,8 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         x = self._inputs(images, train=False)
-        logits = self(x).float()
-        if self.cfg.trainer.val_tta == "flip":  # as Classifier.logits(tta="flip"): mean log-probabilities
-            logits = torch.stack([F.log_softmax(logits, 1), F.log_softmax(self(x.flip(-1)).float(), 1)]).mean(0)
+        # flip: as Classifier.logits(tta="flip"); cross-entropy and argmax take the mean log-probabilities as scores
+        logits = _flip_mean_log_probs(self.model, x) if self.cfg.trainer.val_tta == "flip" else self(x).float()
         loss = F.cross_entropy(logits, labels)
         self.val_acc.update(logits, labels)
         self.val_f1.update(logits, labels)
