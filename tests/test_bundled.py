@@ -16,7 +16,7 @@ CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date
              "config", "parameters", "macs_per_face"}
 
 
-@pytest.mark.parametrize("name", ["emotion", "gender"])
+@pytest.mark.parametrize("name", ["emotion", "emotion-base", "gender"])
 def test_bundled_model_loads_with_a_complete_card(name):
     assert name in bundled_models()
     clf = ferlab.load(name)
@@ -79,3 +79,12 @@ def test_recognizer_with_bundled_gender():
         assert face.gender in ("male", "female") and 0.5 <= face.gender_prob <= 1
         assert face.to_dict()["gender"] == face.gender
     assert "gender" in r.to_dataframe().columns
+
+
+def test_emotion_teacher_is_bundled():
+    """'emotion' was distilled from 'emotion-base': its config must name a teacher that ships with it, so
+    `ferlab train --config configs/emotion_distilled.yaml` reruns offline."""
+    card = ferlab.load("emotion").card
+    teacher = card["config"]["loss"]["distill_from"]
+    assert teacher == "emotion-base" and teacher in bundled_models()
+    assert ferlab.load(teacher).card["parameters"] == card["parameters"]  # born-again: the same network
