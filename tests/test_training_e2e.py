@@ -194,16 +194,13 @@ def test_ema_decay_warms_up_to_the_configured_value():
 
     net = torch.nn.Linear(1, 1, bias=False)
     averaged = AveragedModel(net, avg_fn=ema_with_warmup(0.99), use_buffers=True)
-    expected = net.weight.item()  # the first update copies
+    expected = 0.0
     for step in range(2000):
         with torch.no_grad():
             net.weight.fill_(float(step))
         averaged.update_parameters(net)
-        if step:
-            d = min(0.99, (1 + step) / (10 + step))  # step = updates averaged so far
-            expected = d * expected + (1 - d) * step
-        else:
-            expected = 0.0
+        d = min(0.99, (1 + step) / (10 + step))  # step = updates averaged so far; the first update copies
+        expected = d * expected + (1 - d) * step if step else 0.0
     assert averaged.module.weight.item() == pytest.approx(expected, rel=1e-5)
     # once warmed up (decay 0.99 from about 900 updates on) it follows a ramp d / (1 - d) = 99 steps behind
     assert 95 < 1999 - expected < 100

@@ -126,7 +126,8 @@ class TrainerConfig:
     val_tta: Literal["none", "flip"] = "none"  # validation (and so selection) on mirrored views as well
     stop_at: float | None = None  # stop as soon as the monitored metric reaches this (time-to-accuracy runs)
     max_minutes: float | None = None  # wall-clock budget of the fit; the best checkpoint so far is kept
-    ema_decay: float | None = None  # validate and save an exponential moving average of the weights (e.g. 0.999)
+    # validate and save an exponential moving average of the weights (e.g. 0.999), its decay warmed up as (1+n)/(10+n)
+    ema_decay: float | None = None
 
 
 @dataclass
