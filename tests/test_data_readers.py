@@ -8,6 +8,7 @@ import torch
 
 from ferlab.data import load_dataset, load_fer_csv, load_image_folder, load_utkface, read_image
 from ferlab.errors import DataError
+from ferlab.labels import FER7
 
 from conftest import synthetic_faces, write_fer_csv
 
@@ -92,6 +93,35 @@ def test_ferplus_majority_and_soft_labels(fer_csv, ferplus_csv):
     np.testing.assert_array_equal(ds.labels.numpy(), plain.labels.numpy()[2:])
     plus8 = load_fer_csv(fer_csv, "ferplus8", ferplus=ferplus_csv)
     assert plus8.class_names[0] == "neutral" and plus8.num_classes == 8
+
+
+def test_ferplus_votes_beside_fer2013_labels(fer_csv, ferplus_csv):
+    plain = load_fer_csv(fer_csv)
+    ds = load_fer_csv(fer_csv, ferplus=ferplus_csv, ferplus_labels=False)
+    assert len(ds) == 420  # every row stays, with its FER2013 label
+    np.testing.assert_array_equal(ds.labels.numpy(), plain.labels.numpy())
+    # rows whose FER+ majority is 'unknown' / not-a-face carry their one-hot FER2013 label as votes
+    one_hot = torch.nn.functional.one_hot(plain.labels[:2], 7).float()
+    torch.testing.assert_close(ds.soft_labels[:2], one_hot)
+    torch.testing.assert_close(ds.soft_labels[2:], load_fer_csv(fer_csv, ferplus=ferplus_csv).soft_labels)
+    with pytest.raises(DataError, match="needs FER\\+ votes as labels"):
+        load_fer_csv(fer_csv, "ferplus8", ferplus=ferplus_csv, ferplus_labels=False)
+
+
+def test_inspect_reports_ferplus_agreement_with_fer2013(tmp_path, fer_csv, ferplus_csv, capsys):
+    from ferlab.cli import main
+    from ferlab.data.inspect import inspect_dataset
+
+    votes = pd.read_csv(ferplus_csv)
+    labels = load_fer_csv(fer_csv).labels.numpy()
+    changed = [i for i in range(2, 60) if labels[i] != FER7.index("surprise")][:10]  # 10 training rows
+    votes.loc[changed, ["neutral", "happiness", "sadness", "anger", "disgust", "fear"]] = 0
+    votes.loc[changed, "surprise"] = 10
+    votes.to_csv(ferplus_csv, index=False)
+    ds = load_fer_csv(fer_csv, ferplus=ferplus_csv, ferplus_labels=False)
+    assert inspect_dataset(ds).soft_label_agreement() == {"train": round(1 - 10 / 280, 4), "val": 1.0, "test": 1.0}
+    assert main(["data", "inspect", str(fer_csv), "--ferplus", str(ferplus_csv), "--labels", "fer2013"]) == 0
+    assert "top class = label: train 96.4%" in capsys.readouterr().out
 
 
 def test_ferplus_needed_for_ferplus8(fer_csv):

@@ -67,6 +67,15 @@ def test_augment_geometric_batch_has_no_nan_and_varies():
     assert not torch.allclose(out[0], x[0])
 
 
+def test_augment_samples_output_at_a_smaller_side():
+    x = torch.rand(4, 1, 48, 48)
+    warped = BatchAugment(rotate=10, hflip=True)(x, size=32)
+    resized = BatchAugment()(x, size=32)  # no warp: an antialiased resize
+    assert warped.shape == resized.shape == (4, 1, 32, 32)
+    assert torch.allclose(resized.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-2)
+    assert BatchAugment()(x, size=48) is x
+
+
 def test_random_erasing_changes_chosen_images_only():
     x = torch.rand(32, 1, 48, 48)
     out = random_erase(x, p=1.0)

@@ -127,7 +127,9 @@ def test_interrupted_run_keeps_a_valid_last_checkpoint(tmp_path, fer_csv):
     ["loss.sampler=weighted", "augment.mixup=0.4", "augment.cutmix=1.0", "augment.mix_prob=1.0"],
     ["optim.name=sgd", "optim.nesterov=true", "scheduler.name=onecycle", "augment.erasing=0.5"],
     ["optim.name=nadam", "scheduler.name=plateau", "preprocess.equalize=true", "preprocess.normalize=dataset"],
-], ids=["weights-focal", "oversample-smoothing", "weighted-mixup-cutmix", "sgd-onecycle-erasing", "nadam-plateau-eq"])
+    ["augment.resize_from=32", "augment.resize_until=2", "trainer.epochs=2", "model.name=mini_xception"],
+], ids=["weights-focal", "oversample-smoothing", "weighted-mixup-cutmix", "sgd-onecycle-erasing", "nadam-plateau-eq",
+        "progressive-resize"])
 def test_training_options_run_end_to_end(tmp_path, fer_csv, options):
     result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", *options])
     clf = ferlab.load(result.run_dir)
@@ -137,6 +139,21 @@ def test_training_options_run_end_to_end(tmp_path, fer_csv, options):
         assert clf.preprocessing.normalize == "dataset" and clf.preprocessing.std != 0.25  # fitted, not default
 
 
+def test_progressive_resizing_schedule():
+    from ferlab.training.config import load_config
+    from ferlab.training.module import ClassifierModule
+
+    cfg = load_config(None, ["augment.resize_from=32", "augment.resize_until=4"])
+    card = {"labels": {"names": list("abcdefg")}, "in_chans": 1, "architecture": "mini_xception",
+            "preprocessing": {"input_size": 48, "normalize": "symmetric"}}
+    module = ClassifierModule(cfg.to_dict(), card)
+    assert [module.train_size(e) for e in range(6)] == [32, 36, 40, 44, 48, 48]
+    module.cfg.augment.resize_from = None
+    assert module.train_size(0) == 48
+    with pytest.raises(ConfigError, match="resize_from=32.*global pooling"):  # a flatten + dense head
+        ClassifierModule(cfg.to_dict(), card | {"architecture": "maastricht_cnn4"})
+
+
 def test_ferplus_soft_labels_train(tmp_path, fer_csv, ferplus_csv):
     result = ferlab.train(_config(tmp_path, fer_csv),
                           [*TINY, "trainer.epochs=1", f"data.ferplus={ferplus_csv}", "data.soft_labels=true"])
@@ -144,6 +161,26 @@ def test_ferplus_soft_labels_train(tmp_path, fer_csv, ferplus_csv):
     assert card["data"]["soft_labels"] and card["data"]["images"]["train"] == 278  # 2 rows dropped by FER+ votes
     with pytest.raises(ConfigError, match="ferplus"):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", "data.soft_labels=true"])
+    blended = ferlab.train(_config(tmp_path, fer_csv),
+                           [*TINY, "trainer.epochs=1", f"data.ferplus={ferplus_csv}", "data.ferplus_blend=0.5"])
+    card = ferlab.load(blended.run_dir).card
+    assert card["data"]["ferplus_blend"] == 0.5 and card["data"]["images"]["train"] == 280  # FER2013 rows, labels
+    with pytest.raises(ConfigError, match="ferplus_blend"):
+        ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", "data.ferplus_blend=0.5"])
+
+
+def test_ferplus_blend_targets(tmp_path, fer_csv, ferplus_csv):
+    from ferlab.training.config import load_config
+    from ferlab.training.datamodule import FERDataModule
+
+    cfg = load_config(_config(tmp_path, fer_csv), [f"data.ferplus={ferplus_csv}", "data.ferplus_blend=0.25"])
+    data = FERDataModule(cfg)
+    data.setup()
+    train = data.split("train")
+    one_hot = torch.nn.functional.one_hot(train.labels, 7).float()
+    torch.testing.assert_close(data._targets(train), 0.75 * one_hot + 0.25 * train.soft_labels)
+    _, labels = next(iter(data.val_dataloader()))
+    assert labels.ndim == 1  # validation stays on the FER2013 labels
 
 
 def test_distillation_and_weight_averaging(tmp_path, fer_csv):
@@ -172,7 +209,7 @@ def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), module.teacher_log_probs(x), log_target=True,
                                     reduction="batchmean")
     expected = 0.3 * module.criterion(logits, labels) + 0.7 * t * t * kl
-    module.augment = lambda v: v  # same input as above
+    module.augment = lambda v, size=None: v  # same input as above
     module.log = lambda *a, **k: None
     torch.testing.assert_close(module.training_step((images, labels), 0), expected)
 

@@ -326,7 +326,8 @@ def _cmd_data_inspect(args: argparse.Namespace) -> None:
     from ferlab.data import load_dataset
     from ferlab.data.inspect import inspect_dataset
 
-    ds = load_dataset(args.path, args.label_set, ferplus=args.ferplus, val_fraction=0.0)
+    ds = load_dataset(args.path, args.label_set, ferplus=args.ferplus, ferplus_labels=args.labels == "ferplus",
+                      val_fraction=0.0)
     report = inspect_dataset(ds)
     print(report.summary())
     if args.out:
@@ -509,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("path", help="FER2013 CSV, class-folder tree or UTKFace folder")
     q.add_argument("--label-set", default="fer7")
     q.add_argument("--ferplus", help="FER+ vote file aligned with the CSV")
+    q.add_argument("--labels", choices=["ferplus", "fer2013"], default="ferplus",
+                   help="with --ferplus: label by the FER+ majority (default), or keep the FER2013 labels and "
+                        "report how often the FER+ majority agrees with them")
     q.add_argument("--out", help="folder for summary.json, sample_grid.png, class_histogram.png")
     q.set_defaults(func=_cmd_data_inspect)
     q = dsub.add_parser("pack", help="a FER2013 CSV as a compact .npz (for GPU machines, faster loading)")

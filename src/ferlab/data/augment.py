@@ -58,12 +58,17 @@ class BatchAugment:
         m[:, 1, 2] = ty
         return m
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = x.shape[0]
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, size: int | None = None
+                 ) -> torch.Tensor:
+        """Augment ``x``; with ``size``, the output is size x size (the warp samples it directly at that side)."""
+        n, c, h, w = x.shape
+        out_shape = [n, c, size or h, size or w]
         if self.geometric:
-            grid = F.affine_grid(self.affine_matrices(n, x.device, generator), list(x.shape), align_corners=False)
+            grid = F.affine_grid(self.affine_matrices(n, x.device, generator), out_shape, align_corners=False)
             # border padding repeats edge pixels, like Keras' fill_mode='nearest' used by the references
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        elif size and (size, size) != (h, w):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if self.erasing > 0:
             x = random_erase(x, self.erasing, generator)
         return x

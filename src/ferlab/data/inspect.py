@@ -34,10 +34,21 @@ class DatasetInspection:
                            "rows": self.blank_indices.tolist()},
             "duplicates": self.duplicates.to_dict(),
             "skipped_files": [{"file": f, "reason": r} for f, r in self.dataset.skipped],
+            **({"soft_label_agreement": self.soft_label_agreement()} if self.dataset.soft_labels is not None else {}),
         }
+
+    def soft_label_agreement(self) -> dict[str, float]:
+        """Per split, the share of images whose soft labels' top class is their label (e.g. FER+ votes vs FER2013)."""
+        ds = self.dataset
+        same = (ds.soft_labels.argmax(1) == ds.labels).numpy()
+        return {s: round(float(same[ds.splits == s].mean()), 4) for s in ("train", "val", "test") if ds.has_split(s)}
 
     def summary(self) -> str:
         d = self.duplicates.to_dict()
+        agreement = []
+        if self.dataset.soft_labels is not None:
+            shares = ", ".join(f"{s} {v:.1%}" for s, v in self.soft_label_agreement().items())
+            agreement = [f"soft labels' top class = label: {shares}"]
         leaks = ", ".join(f"{n} {s} images also in train" for s, n in d["images_also_in_train"].items()) or "none"
         return "\n".join([
             f"{self.dataset.source}: {len(self.dataset)} images {tuple(self.dataset.images.shape[1:])}, "
@@ -48,6 +59,7 @@ class DatasetInspection:
             f"{d['conflicting_label_groups']} groups with conflicting labels, {d['cross_split_groups']} across splits",
             f"cross-split leaks: {leaks}",
             f"skipped files: {len(self.dataset.skipped)}",
+            *agreement,
         ])
 
     def __str__(self) -> str:

@@ -218,31 +218,36 @@ def _ferplus_distribution(votes: pd.DataFrame, label_set: LabelSet) -> tuple[np.
 
 
 def load_fer_csv(path: str | os.PathLike, label_set: str | LabelSet = "fer7", usages: Iterable[str] | None = None,
-                 ferplus: str | os.PathLike | None = None) -> FaceDataset:
+                 ferplus: str | os.PathLike | None = None, ferplus_labels: bool = True) -> FaceDataset:
     """Load a FER2013 CSV as a dataset; with ``ferplus`` labels come from the FER+ votes.
 
     Usages map to splits: Training=train, PublicTest=val, PrivateTest=test. With FER+ votes the
     label is the majority vote and ``soft_labels`` holds the vote distribution; rows whose majority is
-    unknown / not-a-face are dropped.
+    unknown / not-a-face are dropped. With ``ferplus_labels=False`` the FER2013 labels and every row stay,
+    and ``soft_labels`` holds the votes beside them (the one-hot FER2013 label where FER+ has no emotion vote).
     """
     label_set = get_label_set(label_set)
     frame = read_fer_csv(path, usages)
     soft = None
+    if ferplus is None or not ferplus_labels:
+        if label_set.source != FER7:
+            raise DataError(f"label set '{label_set.name}' needs FER+ votes as labels: pass ferplus=<fer2013new.csv> "
+                            f"(data.ferplus in a config), or use a FER2013 label set such as fer7.")
+        labels = label_set.map_codes(frame["emotion"].to_numpy())
+        keep = labels >= 0
     if ferplus is not None:
         votes = read_ferplus_votes(ferplus)
         full_rows = frame["row"].to_numpy()
         if len(votes) <= full_rows.max():
             raise DataError(f"{ferplus} has {len(votes)} rows but {path} has more; the FER+ file must be "
                             f"aligned row by row with the CSV it belongs to.")
-        dist, keep = _ferplus_distribution(votes.iloc[full_rows], label_set)
-        labels = dist.argmax(axis=1)
+        dist, voted = _ferplus_distribution(votes.iloc[full_rows], label_set)
+        if ferplus_labels:
+            labels, keep = dist.argmax(axis=1), voted
+        else:
+            one_hot = np.eye(label_set.num_classes, dtype=np.float32)[np.maximum(labels, 0)]
+            dist = np.where(voted[:, None], dist, one_hot)
         soft = dist
-    else:
-        if label_set.source != FER7:
-            raise DataError(f"label set '{label_set.name}' needs FER+ votes: pass ferplus=<fer2013new.csv> "
-                            f"(data.ferplus in a config), or use a FER2013 label set such as fer7.")
-        labels = label_set.map_codes(frame["emotion"].to_numpy())
-        keep = labels >= 0
     splits = np.array([canonical_split(u) or "train" for u in frame["usage"]], dtype=object)
     images = torch.from_numpy(np.stack(frame["image"].to_numpy())[:, None])
     meta = frame[["row", "usage", "emotion"]].reset_index(drop=True)
@@ -438,7 +443,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *, format: str | None = None,
                  usages: Iterable[str] | None = None, ferplus: str | os.PathLike | None = None,
-                 val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE, grayscale: bool = True
+                 ferplus_labels: bool = True, val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE, grayscale: bool = True
                  ) -> FaceDataset:
     """Load any supported dataset; when it has no validation part, hold out a stratified one.
 
@@ -448,6 +453,8 @@ def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *,
         format: force ``csv``, ``folder`` or ``utkface`` instead of detecting it.
         usages: CSV only, the usages to keep.
         ferplus: CSV only, FER+ votes file aligned with the CSV.
+        ferplus_labels: with ``ferplus``, the majority vote is the label (True) or the FER2013 label stays and
+            the votes come as ``soft_labels`` only (False).
         val_fraction: share of train moved to ``val`` (per class, seeded) when there is no ``val`` (UTKFace
             always has one, fixed by file name hash).
         seed: seed of that split.
@@ -460,7 +467,7 @@ def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *,
     """
     fmt = format or detect_format(path)
     if fmt == "csv":
-        ds = load_fer_csv(path, label_set, usages=usages, ferplus=ferplus)
+        ds = load_fer_csv(path, label_set, usages=usages, ferplus=ferplus, ferplus_labels=ferplus_labels)
     elif fmt == "folder":
         ds = load_image_folder(path, label_set, size=size, grayscale=grayscale)
     elif fmt == "utkface":

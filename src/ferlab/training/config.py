@@ -31,6 +31,9 @@ class DataConfig:
     label_set: str = "fer7"
     ferplus: str | None = None  # FER+ vote file: labels become the majority vote
     soft_labels: bool = False  # with ferplus: train on the vote distribution instead of the majority
+    # with ferplus: keep the FER2013 labels (to select and evaluate on) and train towards
+    # (1 - ferplus_blend) x the one-hot FER2013 label + ferplus_blend x the FER+ vote distribution
+    ferplus_blend: float | None = None
     usages: list[str] | None = None
     val_fraction: float = 0.1  # held out (stratified, seeded) only when the data has no validation split
     split_seed: int = 0
@@ -65,6 +68,10 @@ class AugmentConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) parameter; 0 = off
     cutmix: float = 0.0
     mix_prob: float = 0.5  # share of batches that get mixup / cutmix
+    # progressive resizing (fast.ai / FFCV): train at this side first, growing linearly (in steps of 4 px) to
+    # preprocess.input_size by epoch resize_until; smaller early epochs cost less. Validation is always full size.
+    resize_from: int | None = None
+    resize_until: int = 0
 
 
 @dataclass
@@ -156,9 +163,11 @@ class ExperimentConfig:
 # (section.key) -> (low, high) inclusive bounds checked after parsing
 RANGES: dict[str, tuple[float, float]] = {
     "data.val_fraction": (0.0, 0.9), "data.limit": (1, float("inf")), "data.image_size": (8, 1024),
+    "data.ferplus_blend": (0, 1),
     "preprocess.input_size": (8, 1024),
     "augment.rotate": (0, 180), "augment.shift": (0, 0.5), "augment.shear": (0, 60), "augment.zoom": (0, 0.9),
     "augment.erasing": (0, 1), "augment.mixup": (0, 10), "augment.cutmix": (0, 10), "augment.mix_prob": (0, 1),
+    "augment.resize_from": (8, 1024), "augment.resize_until": (0, 100000),
     "loss.label_smoothing": (0, 0.5), "loss.focal_gamma": (0, 10), "loss.distill_weight": (0, 1),
     "loss.distill_temperature": (0.1, 100),
     "optim.lr": (1e-8, 10), "optim.weight_decay": (0, 1), "optim.momentum": (0, 1),

@@ -71,7 +71,7 @@ class FERDataModule(L.LightningDataModule):
         if self.dataset is None:
             ferplus = expand_path(d.ferplus) if d.ferplus else None
             self.dataset = load_dataset(expand_path(d.path), d.label_set, format=d.format, usages=d.usages,
-                                        ferplus=ferplus, val_fraction=d.val_fraction, seed=d.split_seed,
+                                        ferplus=ferplus, ferplus_labels=d.ferplus_blend is None, val_fraction=d.val_fraction, seed=d.split_seed,
                                         size=d.image_size, grayscale=d.grayscale)
         if d.region:
             from ferlab.data.regions import region_dataset
@@ -79,6 +79,9 @@ class FERDataModule(L.LightningDataModule):
             self.dataset, self.region_stats = region_dataset(self.dataset, d.region)
         if d.soft_labels and self.dataset.soft_labels is None:
             raise ConfigError("data.soft_labels needs label distributions: set data.ferplus to the FER+ vote file")
+        if d.ferplus_blend is not None and (self.dataset.soft_labels is None or d.soft_labels):
+            raise ConfigError("data.ferplus_blend mixes FER+ votes into the FER2013 labels: it needs data.ferplus "
+                              "(the vote file) and replaces data.soft_labels (set that to false)")
         self.dataset, self.cleaning = clean_training_split(self.dataset, d.drop_blank, d.dedup_train, d.drop_leaks)
         if d.limit:
             keep = np.zeros(len(self.dataset), dtype=bool)
@@ -95,6 +98,10 @@ class FERDataModule(L.LightningDataModule):
         return self.dataset.split(name)
 
     def _targets(self, ds: FaceDataset) -> torch.Tensor:
+        blend = self.cfg.data.ferplus_blend
+        if blend is not None:
+            one_hot = torch.nn.functional.one_hot(ds.labels, ds.num_classes).float()
+            return (1 - blend) * one_hot + blend * ds.soft_labels
         if self.cfg.data.soft_labels:
             return ds.soft_labels
         return ds.labels
@@ -140,6 +147,7 @@ class FERDataModule(L.LightningDataModule):
         return {
             "path": self.cfg.data.path, "source": ds.source, "label_set": ds.label_set.name,
             "ferplus": self.cfg.data.ferplus, "soft_labels": self.cfg.data.soft_labels,
+            "ferplus_blend": self.cfg.data.ferplus_blend,
             "images": {s: int((ds.splits == s).sum()) for s in ("train", "val", "test") if ds.has_split(s)},
             "removed_from_train": self.cleaning, "skipped_files": len(ds.skipped),
             "file": Path(ds.source).name,

@@ -66,6 +66,8 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
         self.num_classes = num_classes
+        if self.cfg.augment.resize_from:
+            self._check_any_size(card)
         if self.cfg.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # set through __dict__: the teacher is no submodule, so it stays out of checkpoints and the EMA copy
@@ -100,10 +102,34 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @torch.no_grad()
+    def _check_any_size(self, card: dict[str, Any]) -> None:
+        """Progressive resizing needs a network that takes smaller inputs (global pooling, no fixed dense head)."""
+        side = self.train_size(0)
+        was_training = self.model.training
+        try:
+            self.model.eval()(torch.zeros(1, card["in_chans"], side, side))
+        except RuntimeError as exc:
+            raise ConfigError(f"augment.resize_from={side}: '{card['architecture']}' does not take {side}x{side} "
+                              f"inputs ({exc}); use a network with global pooling (mini_xception, the backbones) or "
+                              f"drop augment.resize_from") from exc
+        finally:
+            self.model.train(was_training)
+
+    def train_size(self, epoch: int) -> int:
+        """Training input side at ``epoch`` (0-based): augment.resize_from growing linearly, in steps of 4 px, to
+        the full input size at epoch augment.resize_until."""
+        full, a = self.preprocessing.input_size, self.cfg.augment
+        if a.resize_from is None or epoch >= a.resize_until:
+            return full
+        side = a.resize_from + (full - a.resize_from) * epoch / a.resize_until
+        return min(full, int(side) // 4 * 4)
+
     def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = self.preprocessing.to_float(images)
         if train:
-            x = self.augment(x)
+            size = self.train_size(self.current_epoch) if self.cfg.augment.resize_from else None
+            x = self.augment(x, size=size)
         x = self.preprocessing.normalize_(x)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x
 
