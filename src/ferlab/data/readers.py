@@ -443,8 +443,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def load_dataset(path: str | os.PathLike, label_set: str | LabelSet = "fer7", *, format: str | None = None,
                  usages: Iterable[str] | None = None, ferplus: str | os.PathLike | None = None,
-                 ferplus_labels: bool = True, val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE, grayscale: bool = True
-                 ) -> FaceDataset:
+                 ferplus_labels: bool = True, val_fraction: float = 0.1, seed: int = 0, size: int = FER_SIZE,
+                 grayscale: bool = True) -> FaceDataset:
     """Load any supported dataset; when it has no validation part, hold out a stratified one.
 
     Args:

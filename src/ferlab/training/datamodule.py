@@ -71,8 +71,9 @@ class FERDataModule(L.LightningDataModule):
         if self.dataset is None:
             ferplus = expand_path(d.ferplus) if d.ferplus else None
             self.dataset = load_dataset(expand_path(d.path), d.label_set, format=d.format, usages=d.usages,
-                                        ferplus=ferplus, ferplus_labels=d.ferplus_blend is None, val_fraction=d.val_fraction, seed=d.split_seed,
-                                        size=d.image_size, grayscale=d.grayscale)
+                                        ferplus=ferplus, ferplus_labels=d.ferplus_blend is None,
+                                        val_fraction=d.val_fraction, seed=d.split_seed, size=d.image_size,
+                                        grayscale=d.grayscale)
         if d.region:
             from ferlab.data.regions import region_dataset
 
