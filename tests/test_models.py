@@ -57,6 +57,18 @@ def test_mini_xception_is_the_keras_network():
     assert count_parameters(create_model("mini_xception")) == 58_423
 
 
+def test_mini_xception_stem_strides_skip_the_full_resolution_module():
+    # stem_strides (1, 2) take the second stem conv from 46 to 22 px, where the default's first module ends
+    # up, so one module fewer gives the same 2x2 map before the head
+    default = create_model("mini_xception", widths=[16, 32, 96, 192, 384]).eval()
+    strided = create_model("mini_xception", widths=[32, 96, 192, 384], stem_strides=[1, 2]).eval()
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        assert strided.features[:6](x).shape == (2, 8, 22, 22)
+        assert strided.forward_features(x).shape[2:] == default.forward_features(x).shape[2:] == (2, 2)
+        assert strided(x).shape == (2, 7)
+
+
 def test_block_codes():
     assert is_model("1*1*23") and is_model("1111223") and not is_model("1324")
     deep = create_model("11123")

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 
-def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, padding: int | str = "same", bias: bool = True
-                 ) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias), nn.BatchNorm2d(out_ch),
+def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, padding: int | str = "same", bias: bool = True,
+                 stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=bias), nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True)]
 
 
