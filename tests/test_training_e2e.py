@@ -241,3 +241,25 @@ def test_ema_decay_warms_up_to_the_configured_value():
     assert averaged.module.weight.item() == pytest.approx(expected, rel=1e-5)
     # once warmed up (decay 0.99 from about 900 updates on) it follows a ramp d / (1 - d) = 99 steps behind
     assert 95 < 1999 - expected < 100
+
+
+def test_validate_from_skips_early_evaluations(tmp_path, fer_csv, capsys):
+    result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=3", "trainer.validate_from=3",
+                                                       "trainer.progress=text"])
+    logs = pd_logs(result.run_dir).dropna(subset=["val_acc"])
+    assert logs.epoch.tolist() == [2]
+    # the text log still has a line per epoch, with validation metrics only where there was a validation
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert ["val_acc" in line for line in lines] == [False, False, True]
+    assert result.logged["val_acc"] == pytest.approx(logs.val_acc.iloc[0])
+    with pytest.raises(ConfigError, match="plateau"):
+        ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.validate_from=2", "scheduler.name=plateau"])
+
+
+def test_time_budget_before_validate_from_still_gives_a_model(tmp_path, fer_csv):
+    # a budget of 0.6 s ends the run in its first epoch, long before the first validation
+    result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=50", "trainer.validate_from=40",
+                                                       "trainer.max_minutes=0.01"])
+    assert pd_logs(result.run_dir).epoch.max() < 40
+    assert ferlab.load(result.run_dir).predict(torch.zeros(2, 48, 48, dtype=torch.uint8)) is not None

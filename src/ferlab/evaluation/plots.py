@@ -107,7 +107,8 @@ def plot_training_curves(metrics_csv: str | os.PathLike | list, path: str | os.P
             ax2.plot(per_epoch.index + 1, per_epoch[col], marker=".", label=col)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("score")
-    ax2.legend()
+    if ax2.lines:  # a run stopped before trainer.validate_from has no validation scores
+        ax2.legend()
     return _save(fig, path)
 
 

@@ -27,17 +27,50 @@ class EpochLog(L.Callback):
 
     def __init__(self) -> None:
         self.start = 0.0
+        self.validated = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()
+        self.validated = False
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+        if not trainer.sanity_checking:
+            self.validated = True
+            self._print(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.validated:  # trainer.validate_from: a line for the epochs that are not validated too
+            self._print(trainer)
+
+    def _print(self, trainer: L.Trainer) -> None:
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        parts += [f"{k} {m[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc", "val_f1") if k in m]
+        keys = ("train_loss", "val_loss", "val_acc", "val_f1") if self.validated else ("train_loss",)
+        parts += [f"{k} {m[k]:.4f}" for k in keys if k in m]
         parts.append(f"lr {lr:.2e}")
         parts.append(f"{time.perf_counter() - self.start:.0f}s")
         print("  ".join(parts), file=sys.stdout, flush=True)
+
+
+class ValidateFrom(L.Callback):
+    """No validation before epoch ``first`` (1-based), every epoch from then on.
+
+    Lightning validates when ``(epoch + 1) % check_val_every_n_epoch == 0``; a period past the last epoch
+    skips the early ones. When the time budget (``max_time``) stops a run early, the epoch it stops in is
+    validated anyway, so a run always ends with a best checkpoint.
+    """
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+
+    def _set(self, trainer: L.Trainer) -> None:
+        skip = trainer.current_epoch + 1 < self.first and not trainer.should_stop
+        trainer.check_val_every_n_epoch = trainer.max_epochs + 1 if skip else 1
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._set(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.should_stop:
+            self._set(trainer)

@@ -133,6 +133,9 @@ class TrainerConfig:
     val_tta: Literal["none", "flip"] = "none"  # validation (and so selection) on mirrored views as well
     stop_at: float | None = None  # stop as soon as the monitored metric reaches this (time-to-accuracy runs)
     max_minutes: float | None = None  # wall-clock budget of the fit; the best checkpoint so far is kept
+    # first epoch (1-based) to validate: speed runs skip the evaluations (and so the checkpoints) of early
+    # epochs that cannot reach the target anyway
+    validate_from: int = 1
     # validate and save an exponential moving average of the weights (e.g. 0.999), its decay warmed up as (1+n)/(10+n)
     ema_decay: float | None = None
 
@@ -175,6 +178,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "scheduler.warmup_epochs": (0, 1000), "scheduler.pct_start": (0.01, 0.99),
     "trainer.epochs": (1, 100000), "trainer.batch_size": (1, 65536), "trainer.eval_batch_size": (1, 65536),
     "trainer.early_stopping": (1, 100000), "trainer.num_threads": (1, 1024), "trainer.max_minutes": (0.01, 1e6),
+    "trainer.validate_from": (1, 100000),
     "trainer.ema_decay": (0, 0.999999),
 }
 

@@ -101,7 +101,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     from ferlab.evaluation import evaluate, plot_training_curves
     from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
     from ferlab.models import count_macs, count_parameters
-    from ferlab.training.callbacks import AtomicCheckpointIO
+    from ferlab.training.callbacks import AtomicCheckpointIO, ValidateFrom
     from ferlab.training.datamodule import FERDataModule
     from ferlab.training.module import ClassifierModule
 
@@ -148,7 +148,14 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     if cfg.trainer.early_stopping or cfg.trainer.stop_at is not None:
         # without early stopping the patience never runs out, and only the threshold stops the run
         callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping or cfg.trainer.epochs + 1,
-                                       mode=mode, stopping_threshold=cfg.trainer.stop_at))
+                                       mode=mode, stopping_threshold=cfg.trainer.stop_at,
+                                       check_on_train_epoch_end=False))  # after each validation (validate_from)
+    if cfg.trainer.validate_from > 1:
+        if cfg.scheduler.name == "plateau":
+            raise ConfigError(f"trainer.validate_from={cfg.trainer.validate_from} leaves the plateau scheduler "
+                              f"without a validation loss in early epochs: use scheduler.name=cosine or onecycle, "
+                              f"or trainer.validate_from=1")
+        callbacks.append(ValidateFrom(cfg.trainer.validate_from))
     if cfg.trainer.ema_decay:
         from lightning.pytorch.callbacks import WeightAveraging
 
@@ -181,6 +188,10 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     seconds = time.perf_counter() - start
 
     best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")
+    if not best_path.is_file():
+        # the time budget ran out before trainer.validate_from: nothing was validated or saved, so the final
+        # weights are the model
+        trainer.save_checkpoint(best_path)
     best = load(best_path)
     logged = {monitor: float(best_ckpt.best_model_score)} if best_ckpt.best_model_score is not None else {}
     in_chans, size = best.card.get("in_chans", 1), best.preprocessing.input_size
