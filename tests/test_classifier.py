@@ -35,7 +35,7 @@ def test_predict_accepts_grey_and_colour(tmp_path):
     rgb = np.repeat(grey[:, None], 3, axis=1)
     torch.testing.assert_close(clf.predict_proba(grey), clf.predict_proba(rgb), atol=1e-2, rtol=0)
     assert len(clf.predict(grey)) == 3
-    for tta in ("flip", "flip-crops"):
+    for tta in ("flip", "flip-crops", "ten-crop"):
         p = clf.predict_proba(grey, tta=tta)
         torch.testing.assert_close(p.sum(1), torch.ones(3))
     with pytest.raises(ModelError, match="uint8"):

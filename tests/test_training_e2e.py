@@ -263,3 +263,15 @@ def test_time_budget_before_validate_from_still_gives_a_model(tmp_path, fer_csv)
                                                        "trainer.max_minutes=0.01"])
     assert pd_logs(result.run_dir).epoch.max() < 40
     assert ferlab.load(result.run_dir).predict(torch.zeros(2, 48, 48, dtype=torch.uint8)) is not None
+
+
+def test_val_tta_selects_on_the_scores_inference_gives(tmp_path, fer_csv):
+    # validation with flip-crops scores each face as Classifier.logits(tta="flip-crops") does, so the logged
+    # accuracy is what `ferlab evaluate --tta flip-crops` reproduces from the checkpoint
+    result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", "trainer.val_tta=flip-crops"])
+    clf = ferlab.load(result.run_dir / "checkpoints" / "best.ckpt")
+    crops = evaluate(clf, fer_csv, split="PublicTest", tta="flip-crops")
+    assert crops.accuracy == pytest.approx(result.logged["val_acc"], abs=1e-6)
+    val_loss = pd_logs(result.run_dir).dropna(subset=["val_loss"]).val_loss.iloc[-1]
+    assert crops.metrics["nll"] == pytest.approx(val_loss, abs=1e-4)
+    assert evaluate(clf, fer_csv, split="PublicTest").metrics["nll"] != pytest.approx(val_loss, abs=1e-4)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ferlab.data.preprocess import Preprocessing
@@ -24,10 +23,10 @@ from ferlab.errors import ModelError
 from ferlab.io import atomic_path, atomic_write_json
 from ferlab.labels import LabelSet
 from ferlab.models import count_parameters, create_model
+from ferlab.tta import TTA_MODES, mean_log_probs
 
 CARD_KEY = "ferlab_model_card"
 BUNDLED_DIR = Path(__file__).parent / "weights"
-TTA_MODES = ("none", "flip", "flip-crops")
 
 
 def bundled_models() -> list[str]:
@@ -137,20 +136,10 @@ class Classifier(nn.Module):
             batch = self.preprocessing(x[start:start + batch_size].to(self.device))
             if net is not self.model:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            views = [batch]
-            if tta != "none":
-                views.append(batch.flip(-1))
-            if tta == "flip-crops":
-                pad = max(1, batch.shape[-1] // 24)
-                padded = F.pad(batch, (pad, pad, pad, pad), mode="replicate")
-                size = batch.shape[-1]
-                for dy, dx in ((0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)):
-                    views.append(padded[..., dy:dy + size, dx:dx + size])
             if tta == "none":
                 out.append(net(batch).float().cpu() / t)
             else:
-                logp = torch.stack([F.log_softmax(net(v).float() / t, 1) for v in views]).mean(0)
-                out.append(logp.cpu())
+                out.append(mean_log_probs(net, batch, tta, t).cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
     def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none"

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ferlab.errors import FerlabError
+from ferlab.tta import TTA_MODES
 
 
 def _split_name(name: str) -> str:
@@ -447,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file (.safetensors), checkpoint (.ckpt) or run folder")
     p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
     p.add_argument("--split", default="val", help="train, val, test, or Training / PublicTest / PrivateTest")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "flip-crops"], help="test-time augmentation")
+    p.add_argument("--tta", default="none", choices=list(TTA_MODES), help="test-time augmentation")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run the model in PyTorch or ONNX Runtime")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferlab.classifier import TTA_MODES, Classifier, as_face_batch
+from ferlab.classifier import Classifier, as_face_batch
 from ferlab.data.preprocess import Preprocessing
 from ferlab.errors import ModelError
 from ferlab.io import atomic_path
@@ -105,7 +105,7 @@ class OnnxClassifier:
     def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str = "none"
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes); ``tta='flip'`` averages with mirrored faces (in log space)."""
-        if tta not in TTA_MODES or tta == "flip-crops":
+        if tta not in ("none", "flip"):
             raise ModelError(f"the ONNX backend supports test-time augmentation none or flip, not '{tta}'")
         x = as_face_batch(images, self.card.get("in_chans", 1)).numpy()
         out = []

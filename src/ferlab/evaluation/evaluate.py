@@ -118,7 +118,7 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
         model: a :class:`ferlab.Classifier`, or a path / name that :func:`ferlab.load` accepts.
         data: a FaceDataset (the split is taken from it) or a data path (read with the model's label set).
         split: ``train``, ``val``, ``test`` or a FER2013 usage (``PublicTest`` = val, ``PrivateTest`` = test).
-        tta: test-time augmentation: ``none``, ``flip`` or ``flip-crops``.
+        tta: test-time augmentation: ``none``, ``flip``, ``flip-crops`` or ``ten-crop`` (see :mod:`ferlab.tta`).
 
     Example:
         >>> r = evaluate("runs/mini_xception/x/model.safetensors", "fer2013.csv", split="PublicTest")  # doctest: +SKIP

@@ -130,7 +130,7 @@ class TrainerConfig:
     channels_last: bool = True
     num_threads: int | None = None  # CPU threads for torch; null = all cores
     progress: Literal["auto", "rich", "text", "none"] = "auto"
-    val_tta: Literal["none", "flip"] = "none"  # validation (and so selection) on mirrored views as well
+    val_tta: Literal["none", "flip", "flip-crops", "ten-crop"] = "none"  # validation (and so selection) on TTA views too
     stop_at: float | None = None  # stop as soon as the monitored metric reaches this (time-to-accuracy runs)
     max_minutes: float | None = None  # wall-clock budget of the fit; the best checkpoint so far is kept
     # first epoch (1-based) to validate: speed runs skip the evaluations (and so the checkpoints) of early

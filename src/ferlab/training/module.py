@@ -16,6 +16,7 @@ from ferlab.errors import ConfigError
 from ferlab.models import create_model
 from ferlab.training.config import ExperimentConfig, config_from_dict, expand_path
 from ferlab.training.losses import SoftTargetLoss
+from ferlab.tta import mean_log_probs
 
 
 def init_weights(model: torch.nn.Module, source: str) -> list[str]:
@@ -31,12 +32,6 @@ def init_weights(model: torch.nn.Module, source: str) -> list[str]:
                           f"give a run of the same architecture")
     model.load_state_dict(matched, strict=False)
     return sorted(set(own) - set(matched))
-
-
-def _flip_mean_log_probs(net: torch.nn.Module, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of ``x`` and of its mirror image, averaged (test-time augmentation by flipping)."""
-    views = (x, x.flip(-1))
-    return torch.stack([F.log_softmax(net(v).float() / temperature, 1) for v in views]).mean(0)
 
 
 class ClassifierModule(L.LightningModule):
@@ -96,7 +91,7 @@ class ClassifierModule(L.LightningModule):
         """The teacher's log-probabilities at the distillation temperature (flip-averaged if configured)."""
         teacher, t = self.teacher.to(x.device), self.cfg.loss.distill_temperature
         if self.cfg.loss.distill_tta == "flip":  # the mean of log-probabilities is no distribution: renormalise
-            return F.log_softmax(_flip_mean_log_probs(teacher, x, t), 1)
+            return F.log_softmax(mean_log_probs(teacher, x, "flip", t), 1)
         return F.log_softmax(teacher(x).float() / t, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,8 +152,9 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         x = self._inputs(images, train=False)
-        # flip: as Classifier.logits(tta="flip"); cross-entropy and argmax take the mean log-probabilities as scores
-        logits = _flip_mean_log_probs(self.model, x) if self.cfg.trainer.val_tta == "flip" else self(x).float()
+        # as Classifier.logits(tta=...); cross-entropy and argmax take the mean log-probabilities as scores
+        tta = self.cfg.trainer.val_tta
+        logits = mean_log_probs(self.model, x, tta) if tta != "none" else self(x).float()
         loss = F.cross_entropy(logits, labels)
         self.val_acc.update(logits, labels)
         self.val_f1.update(logits, labels)
