@@ -31,11 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _epochs(run: Path) -> pd.DataFrame:
-    """Validation accuracy per finished epoch, from the run's CSV logs."""
+    """One row per finished epoch with its validation accuracy (NaN before trainer.validate_from)."""
     logs = [pd.read_csv(f) for f in sorted(run.glob("logs/csv*/metrics.csv"))]
     if not logs:
         return pd.DataFrame(columns=["epoch", "val_acc"])
-    return pd.concat(logs).dropna(subset=["val_acc"])[["epoch", "val_acc"]].reset_index(drop=True)
+    log = pd.concat(logs).dropna(subset=["epoch"])
+    if "val_acc" not in log:
+        log["val_acc"] = float("nan")
+    return log.groupby("epoch", as_index=False)["val_acc"].max()
 
 
 def run_seed(config: str, seed: int, target: float, budget: float, overrides: list[str], out: Path) -> dict:
@@ -57,7 +60,8 @@ def run_seed(config: str, seed: int, target: float, budget: float, overrides: li
     hit = epochs[epochs.val_acc >= target]
     return {"seed": seed, "reached": not hit.empty, "wall_seconds": round(seconds, 1),
             "epoch_reached": int(hit.epoch.iloc[0]) + 1 if not hit.empty else None,
-            "epochs_run": len(epochs), "best_val_acc": round(float(epochs.val_acc.max()), 4) if len(epochs) else None,
+            "epochs_run": len(epochs),
+            "best_val_acc": round(float(epochs.val_acc.max()), 4) if epochs.val_acc.notna().any() else None,
             "run_dir": str(run)}
 
 
