@@ -252,6 +252,9 @@ def test_validate_from_skips_early_evaluations(tmp_path, fer_csv, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
     assert ["val_acc" in line for line in lines] == [False, False, True]
+    # each line's train_loss is its own epoch's (a line printed at validation end would show the previous one)
+    train_loss = pd_logs(result.run_dir).dropna(subset=["train_loss"]).groupby("epoch").train_loss.last()
+    assert [line.split()[3] for line in lines] == [f"{v:.4f}" for v in train_loss]
     assert result.logged["val_acc"] == pytest.approx(logs.val_acc.iloc[0])
     with pytest.raises(ConfigError, match="plateau"):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.validate_from=2", "scheduler.name=plateau"])

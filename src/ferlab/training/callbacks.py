@@ -34,13 +34,12 @@ class EpochLog(L.Callback):
         self.validated = False
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.validated = True
-            self._print(trainer)
+        self.validated = self.validated or not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.validated:  # trainer.validate_from: a line for the epochs that are not validated too
-            self._print(trainer)
+        # here, after the epoch's validation, the epoch's mean train_loss exists (at validation end the
+        # metrics still hold the previous epoch's); epochs before trainer.validate_from get a line too
+        self._print(trainer)
 
     def _print(self, trainer: L.Trainer) -> None:
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
