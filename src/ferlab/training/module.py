@@ -90,9 +90,8 @@ class ClassifierModule(L.LightningModule):
     def teacher_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's log-probabilities at the distillation temperature (flip-averaged if configured)."""
         teacher, t = self.teacher.to(x.device), self.cfg.loss.distill_temperature
-        if self.cfg.loss.distill_tta == "flip":  # the mean of log-probabilities is no distribution: renormalise
-            return F.log_softmax(mean_log_probs(teacher, x, "flip", t), 1)
-        return F.log_softmax(teacher(x).float() / t, 1)
+        # the mean of log-probabilities over views is no distribution: renormalise
+        return F.log_softmax(mean_log_probs(teacher, x, self.cfg.loss.distill_tta, t), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -153,8 +152,8 @@ class ClassifierModule(L.LightningModule):
         images, labels = batch
         x = self._inputs(images, train=False)
         # as Classifier.logits(tta=...); cross-entropy and argmax take the mean log-probabilities as scores
-        tta = self.cfg.trainer.val_tta
-        logits = mean_log_probs(self.model, x, tta) if tta != "none" else self(x).float()
+        # (with val_tta none, the log-probabilities of the one view: the same loss and argmax as the logits)
+        logits = mean_log_probs(self.model, x, self.cfg.trainer.val_tta)
         loss = F.cross_entropy(logits, labels)
         self.val_acc.update(logits, labels)
         self.val_f1.update(logits, labels)
