@@ -1,7 +1,9 @@
 """Tiny end-to-end runs: train -> checkpoint -> ferlab.load -> evaluate, resume, CLI."""
 
 import json
+from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -258,6 +260,23 @@ def test_validate_from_skips_early_evaluations(tmp_path, fer_csv, capsys):
     assert result.logged["val_acc"] == pytest.approx(logs.val_acc.iloc[0])
     with pytest.raises(ConfigError, match="plateau"):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.validate_from=2", "scheduler.name=plateau"])
+
+
+def test_last_checkpoint_holds_every_finished_epoch(tmp_path, fer_csv):
+    # --resume continues from last.ckpt, so it must be the last finished epoch even when that epoch was not
+    # validated or did not improve (Lightning's save_last only writes it beside a new best.ckpt)
+    seen = []
+
+    class LastEpochSaved(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch:
+                last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+                seen.append(torch.load(last, weights_only=True)["epoch"])
+
+    result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=3", "trainer.validate_from=3"],
+                          callbacks=[LastEpochSaved()])
+    assert seen == [0, 1]
+    assert torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
 
 
 def test_time_budget_before_validate_from_still_gives_a_model(tmp_path, fer_csv):

@@ -142,8 +142,12 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     monitor = cfg.trainer.monitor
     mode = "min" if monitor == "val_loss" else "max"
     best_ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    callbacks = [best_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress),
+                                save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt after every epoch, validated or not: Lightning's save_last writes it only when best.ckpt is
+    # written (the monitored metric improved), and --resume must continue from the last finished epoch
+    last_ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks = [best_ckpt, last_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress),
                  *(callbacks or [])]
     if cfg.trainer.early_stopping or cfg.trainer.stop_at is not None:
         # without early stopping the patience never runs out, and only the threshold stops the run
@@ -187,11 +191,8 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         raise
     seconds = time.perf_counter() - start
 
+    # without a validated epoch (the time budget ran out before trainer.validate_from) the final weights are the model
     best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")
-    if not best_path.is_file():
-        # the time budget ran out before trainer.validate_from: nothing was validated or saved, so the final
-        # weights are the model
-        trainer.save_checkpoint(best_path)
     best = load(best_path)
     logged = {monitor: float(best_ckpt.best_model_score)} if best_ckpt.best_model_score is not None else {}
     in_chans, size = best.card.get("in_chans", 1), best.preprocessing.input_size
