@@ -32,7 +32,7 @@ def test_every_config_builds_its_model_and_data(path, fer_csv, utkface_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the UTKFace fixture holds a badly named file on purpose
         data.setup()
-    images, labels = next(iter(data.train_dataloader()))
+    images, labels, _ = next(iter(data.train_dataloader()))
     train = data.split("train")
     assert images.shape[2:] == (cfg.data.image_size,) * 2 and 0 < len(labels) <= cfg.trainer.batch_size
     model = create_model(cfg.model.name, num_classes=train.num_classes, in_chans=images.shape[1],

@@ -213,11 +213,41 @@ def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     expected = 0.3 * module.criterion(logits, labels) + 0.7 * t * t * kl
     module.augment = lambda v, size=None: v  # same input as above
     module.log = lambda *a, **k: None
-    torch.testing.assert_close(module.training_step((images, labels), 0), expected)
+    torch.testing.assert_close(module.training_step((images, labels, torch.arange(8)), 0), expected)
 
     # a teacher that takes other input is refused with the fix named
     with pytest.raises(ConfigError, match="preprocess"):
         ferlab.train(_config(tmp_path, fer_csv), [*student_overrides, "preprocess.normalize=symmetric"])
+
+
+def test_offline_distillation_from_an_ensemble(tmp_path, fer_csv):
+    """Offline: the teachers score the unaugmented training images once (log-probabilities averaged over the
+    ensemble and the TTA views) and each batch looks its targets up by index; any teacher input works."""
+    teachers = [ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", f"seed={seed}"]).run_dir
+                for seed in (0, 1)]
+    overrides = [*TINY, "trainer.epochs=1", f"loss.distill_from=[{teachers[0]}, {teachers[1]}]",
+                 "loss.distill_offline=true", "loss.distill_tta=ten-crop", "loss.distill_temperature=2",
+                 "preprocess.normalize=symmetric"]  # other input than the teachers': fine offline
+    result = ferlab.train(_config(tmp_path, fer_csv), overrides)
+    assert pd_logs(result.run_dir)["distill_loss"].notna().any()
+    assert ferlab.load(result.run_dir).card["config"]["loss"]["distill_from"] == [str(t) for t in teachers]
+
+    from ferlab.training.module import ClassifierModule
+
+    module = ClassifierModule.load_from_checkpoint(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    images = torch.randint(0, 256, (6, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    table = module.score_training_images(images, chunk=4)  # chunks must not change the result
+    per_teacher = [torch.log_softmax(ferlab.load(t).logits(images, tta="ten-crop"), 1) for t in teachers]
+    torch.testing.assert_close(table, (per_teacher[0] + per_teacher[1]) / 2)
+    module.__dict__["teacher_table"] = table
+    index = torch.tensor([4, 0, 2])
+    torch.testing.assert_close(module.teacher_log_probs(torch.zeros(3, 1, 48, 48), index),
+                               torch.log_softmax(table[index] / 2, 1))
+
+    with pytest.raises(ConfigError, match="mixup"):
+        ferlab.train(_config(tmp_path, fer_csv), [*overrides, "augment.mixup=0.2"])
+    with pytest.raises(ConfigError, match="empty list"):
+        ferlab.train(_config(tmp_path, fer_csv), [*TINY, "loss.distill_from=[]"])
 
 
 def pd_logs(run):

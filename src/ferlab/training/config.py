@@ -90,12 +90,17 @@ class LossConfig:
     focal_gamma: float = 0.0
     sampler: Literal["none", "weighted", "oversample"] = "none"
     oversample: dict[str, float] = field(default_factory=dict)  # class name -> repeat factor
-    # knowledge distillation (Hinton et al. 2015): a trained model (bundled name, file or run folder) whose
-    # softened outputs the student also matches; it must take the student's input (same preprocessing)
-    distill_from: str | None = None
+    # knowledge distillation (Hinton et al. 2015): a trained model (bundled name, file or run folder), or a list
+    # of them (an ensemble: their log-probabilities are averaged), whose softened outputs the student also matches
+    distill_from: str | list[str] | None = None
     distill_weight: float = 0.5  # share of the distillation term; the label loss gets the rest
     distill_temperature: float = 2.0
-    distill_tta: Literal["none", "flip"] = "flip"  # teacher averaged over the mirrored view too
+    distill_tta: Literal["none", "flip", "flip-crops", "ten-crop"] = "flip"  # teacher averaged over these views
+    # false: the teachers score every augmented batch (they must take the student's input); true: they score
+    # the unaugmented training images once, at the start of the run, as ferlab.load gives them (any input size
+    # or preprocessing), and every augmented view of an image learns from that. Far cheaper for big ensembles
+    # and many-view TTA; the targets no longer follow the augmentation
+    distill_offline: bool = False
 
 
 @dataclass

@@ -19,17 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class IndexedTensors(Dataset):
-    """``dataset[list_of_indices]`` returns a whole batch: (images uint8, targets)."""
+    """``dataset[list_of_indices]`` returns a whole batch: (images uint8, targets), and with ``with_index`` the
+    indices too (offline distillation looks its teacher targets up by them)."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
-        self.images, self.targets = images, targets
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, with_index: bool = False) -> None:
+        self.images, self.targets, self.with_index = images, targets, with_index
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, ...]:
         idx = torch.as_tensor(index)
-        return self.images[idx], self.targets[idx]
+        return (self.images[idx], self.targets[idx], idx) if self.with_index else (self.images[idx], self.targets[idx])
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -129,7 +130,8 @@ class FERDataModule(L.LightningDataModule):
         if self.trainer is not None:
             self._train_sampler.set_epoch(self.trainer.current_epoch)
         batches = BatchSampler(self._train_sampler, self.cfg.trainer.batch_size, drop_last=len(train) > self.cfg.trainer.batch_size)
-        return DataLoader(IndexedTensors(train.images, self._targets(train)), sampler=batches, batch_size=None)
+        return DataLoader(IndexedTensors(train.images, self._targets(train), with_index=True), sampler=batches,
+                          batch_size=None)
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self.split(split)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import lightning as L
@@ -65,33 +66,73 @@ class ClassifierModule(L.LightningModule):
             self._check_any_size(card)
         if self.cfg.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        # set through __dict__: the teacher is no submodule, so it stays out of checkpoints and the EMA copy
-        self.__dict__["teacher"] = self._load_teacher(card) if self.cfg.loss.distill_from else None
+        # set through __dict__: the teachers are no submodules, so they stay out of checkpoints and the EMA copy
+        self.__dict__["teachers"] = self._load_teachers(card) if self.cfg.loss.distill_from is not None else []
+        # offline distillation: the teachers' log-probabilities for every training image (row = train split index)
+        self.__dict__["teacher_table"] = None
 
-    def _load_teacher(self, card: dict[str, Any]) -> torch.nn.Module:
+    def _load_teachers(self, card: dict[str, Any]) -> list:
         from ferlab.classifier import load
 
-        source = self.cfg.loss.distill_from
-        teacher = load(expand_path(source))
-        if list(teacher.class_names) != list(card["labels"]["names"]):
-            raise ConfigError(f"loss.distill_from={source} predicts {list(teacher.class_names)}, but this run trains "
-                              f"{card['labels']['names']}; distil from a model with the same classes")
-        mine, theirs = self.preprocessing.to_dict(), teacher.preprocessing.to_dict()
-        if mine != theirs or teacher.card.get("in_chans", 1) != card["in_chans"]:
-            raise ConfigError(f"loss.distill_from={source} takes other input (preprocessing {theirs}, "
-                              f"{teacher.card.get('in_chans', 1)} channels) than this run ({mine}, {card['in_chans']} "
-                              f"channels); set preprocess.* and the data's channels to match the teacher")
-        model = teacher.model.eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
-        return model
+        sources = self.cfg.loss.distill_from
+        teachers = []
+        for source in [sources] if isinstance(sources, str) else sources:
+            teacher = load(expand_path(source))
+            if list(teacher.class_names) != list(card["labels"]["names"]):
+                raise ConfigError(f"loss.distill_from: {source} predicts {list(teacher.class_names)}, but this run "
+                                  f"trains {card['labels']['names']}; distil from models with the same classes")
+            mine, theirs = self.preprocessing.to_dict(), teacher.preprocessing.to_dict()
+            same_input = mine == theirs and teacher.card.get("in_chans", 1) == card["in_chans"]
+            if not same_input and not self.cfg.loss.distill_offline:
+                raise ConfigError(f"loss.distill_from: {source} takes other input (preprocessing {theirs}, "
+                                  f"{teacher.card.get('in_chans', 1)} channels) than this run ({mine}, "
+                                  f"{card['in_chans']} channels); set preprocess.* and the data's channels to match "
+                                  f"the teacher, or set loss.distill_offline: true")
+            teacher.eval()
+            for param in teacher.parameters():
+                param.requires_grad_(False)
+            teachers.append(teacher)
+        if not teachers:
+            raise ConfigError("loss.distill_from is an empty list; name at least one teacher model, or set it to null")
+        if self.cfg.loss.distill_offline and (self.cfg.augment.mixup or self.cfg.augment.cutmix):
+            raise ConfigError("loss.distill_offline: the teachers score unmixed images, so their targets cannot "
+                              "follow augment.mixup / augment.cutmix; set those to 0 or distil online")
+        return teachers
 
     @torch.no_grad()
-    def teacher_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's log-probabilities at the distillation temperature (flip-averaged if configured)."""
-        teacher, t = self.teacher.to(x.device), self.cfg.loss.distill_temperature
+    def score_training_images(self, images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """Offline distillation targets: the teachers' mean log-probabilities (T = 1, over ``loss.distill_tta``
+        views and the ensemble) for uint8 training faces, as each teacher's Classifier scores them."""
+        tta, out = self.cfg.loss.distill_tta, []
+        for start in range(0, len(images), chunk):
+            faces = images[start:start + chunk]
+            out.append(torch.stack([F.log_softmax(t.logits(faces, tta=tta).float(), 1) for t in self.teachers]).mean(0))
+        return torch.cat(out)
+
+    def on_fit_start(self) -> None:
+        if self.teachers and self.cfg.loss.distill_offline and self.teacher_table is None:
+            train = self.trainer.datamodule.split("train")
+            for teacher in self.teachers:
+                teacher.to(self.device)
+            start = time.perf_counter()
+            self.__dict__["teacher_table"] = self.score_training_images(train.images).to(self.device)
+            if self.cfg.trainer.progress != "none":  # minutes of silence otherwise, before the first epoch
+                print(f"offline distillation: {len(self.teachers)} teacher(s) scored {len(train)} training images "
+                      f"({self.cfg.loss.distill_tta} TTA) in {time.perf_counter() - start:.0f} s", flush=True)
+
+    @torch.no_grad()
+    def teacher_log_probs(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The teachers' log-probabilities at the distillation temperature: for the batch ``x`` (online), or
+        looked up by training-split ``index`` (offline). Ensembles and TTA views average in log space."""
+        t = self.cfg.loss.distill_temperature
+        if self.cfg.loss.distill_offline:
+            # log_softmax(mean log p / T) is the softmax of the mean logits / T: the same softening as online
+            scores = self.teacher_table[index.to(self.teacher_table.device)] / t
+        else:
+            scores = torch.stack([mean_log_probs(teacher.model.to(x.device), x, self.cfg.loss.distill_tta, t)
+                                  for teacher in self.teachers]).mean(0)
         # the mean of log-probabilities over views is no distribution: renormalise
-        return F.log_softmax(mean_log_probs(teacher, x, self.cfg.loss.distill_tta, t), 1)
+        return F.log_softmax(scores, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -127,8 +168,8 @@ class ClassifierModule(L.LightningModule):
         x = self.preprocessing.normalize_(x)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, targets = batch
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets, index = batch
         x = self._inputs(images, train=True)
         if targets.ndim == 1:
             targets = F.one_hot(targets, self.num_classes).float()
@@ -138,10 +179,10 @@ class ClassifierModule(L.LightningModule):
             x, targets = cutmix(x, targets, a.cutmix) if use_cutmix else mixup(x, targets, a.mixup)
         logits = self(x)
         loss = self.criterion(logits, targets)
-        if self.teacher is not None:
+        if self.teachers:
             # Hinton et al.: KL between softened distributions, scaled by T^2 to keep its gradients comparable
             t, w = self.cfg.loss.distill_temperature, self.cfg.loss.distill_weight
-            teacher = self.teacher_log_probs(x)
+            teacher = self.teacher_log_probs(x, index)
             kl = F.kl_div(F.log_softmax(logits.float() / t, 1), teacher, log_target=True, reduction="batchmean")
             self.log("distill_loss", kl, on_step=False, on_epoch=True, batch_size=len(images))
             loss = (1 - w) * loss + w * t * t * kl
