@@ -96,3 +96,37 @@ def test_evaluate_reads_a_path_as_the_model_was_trained(utkface_dir):
     result = evaluate(clf, utkface_dir, split="train")
     expected = ferlab.load_dataset(utkface_dir, "gender2", size=40, grayscale=False).split("train")
     assert result.metrics["n"] == len(expected) > 0 and result.images.shape[1:] == (40, 40)
+
+
+def test_ensemble_averages_log_probabilities(tmp_path, fer_csv, capsys):
+    from ferlab.cli import main
+    from ferlab.evaluation import evaluate
+
+    a, b = _classifier(), _classifier("vgg2017")
+    ens = ferlab.Ensemble([a, b])
+    x = torch.randint(0, 256, (6, 1, 48, 48), dtype=torch.uint8)
+    for tta in ("none", "flip"):
+        mean = (torch.log_softmax(a.logits(x, tta=tta), 1) + torch.log_softmax(b.logits(x, tta=tta), 1)) / 2
+        expected = torch.softmax(mean, 1)
+        torch.testing.assert_close(ens.predict_proba(x, tta=tta), expected)
+        assert ens.predict(x, tta=tta) == [ens.class_names[i] for i in expected.argmax(1).tolist()]
+    assert "maastricht_cnn4" in ens.card["architecture"] and "vgg2017" in ens.card["architecture"]
+
+    # paths work as members, and `ferlab evaluate` with several models scores their ensemble
+    paths = [str(a.save(tmp_path / "a.safetensors")), str(b.save(tmp_path / "b.safetensors"))]
+    result = evaluate(paths, fer_csv, split="PublicTest")
+    torch.testing.assert_close(torch.from_numpy(result.probs), ens.predict_proba(result.images))
+    assert main(["evaluate", *paths, "--data", str(fer_csv), "--split", "PublicTest", "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy {result.accuracy:.4f}" in printed and "model card" not in printed
+    assert "# a.safetensors + b.safetensors on val" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_ensemble_rejects_a_lone_model_and_mixed_classes():
+    with pytest.raises(ModelError, match="at least two models"):
+        ferlab.Ensemble([_classifier()])
+    torch.manual_seed(0)
+    gender = Classifier(ferlab.create_model("maastricht_cnn4", num_classes=2).eval(), get_label_set("gender2"),
+                        Preprocessing(), {"architecture": "maastricht_cnn4", "in_chans": 1})
+    with pytest.raises(ModelError, match="share their classes"):
+        ferlab.Ensemble([_classifier(), gender])

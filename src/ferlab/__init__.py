@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _API = {
     "load": "ferlab.classifier",
     "Classifier": "ferlab.classifier",
+    "Ensemble": "ferlab.classifier",
     "create_model": "ferlab.models",
     "list_models": "ferlab.models",
     "load_dataset": "ferlab.data",

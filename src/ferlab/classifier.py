@@ -266,10 +266,70 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
     return clf.to(device) if device else clf
 
 
+class Ensemble:
+    """Several classifiers of the same classes as one: their log-probabilities (after each member's own
+    preprocessing and test-time augmentation) are averaged, the way ``loss.distill_from`` combines teachers.
+
+    Args:
+        members: loaded classifiers (torch or ONNX) or anything :func:`load` accepts; at least two, with the
+            same classes and input channels.
+
+    Example:
+        >>> ens = Ensemble(["emotion", "emotion-base"])  # doctest: +SKIP
+        >>> ens.predict_proba(faces_uint8, tta="ten-crop")  # doctest: +SKIP
+    """
+
+    def __init__(self, members: list[Any], device: str | None = None, backend: str = "torch") -> None:
+        self.members = [as_classifier(m, device=device, backend=backend) for m in members]
+        if len(self.members) < 2:
+            raise ModelError(f"an ensemble needs at least two models, got {len(self.members)}; "
+                             f"use the model itself")
+        first = self.members[0]
+        for member in self.members[1:]:
+            if member.class_names != first.class_names:
+                raise ModelError(f"ensemble members must share their classes: {list(first.class_names)} vs "
+                                 f"{list(member.class_names)}")
+            if member.card.get("in_chans", 1) != first.card.get("in_chans", 1):
+                raise ModelError("ensemble members must all take grey faces or all colour faces")
+        self.label_set = first.label_set
+        self.preprocessing = first.preprocessing
+        names = [m.card.get("architecture", type(m).__name__) for m in self.members]
+        # data is read as the first member was trained (FER2013 faces are 48x48 grey for every member)
+        self.card = {**first.card, "architecture": "ensemble(" + ", ".join(names) + ")", "metrics": {}}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_set.names
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.members[0], "backend", "torch")
+
+    def __repr__(self) -> str:
+        return f"Ensemble({', '.join(repr(m) for m in self.members)})"
+
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
+        """Mean log-probabilities (N, num_classes) of the members, each with ``tta``."""
+        return torch.stack([torch.log_softmax(m.logits(images, batch_size=batch_size, tta=tta).float(), 1)
+                            for m in self.members]).mean(0)
+
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none"
+                      ) -> torch.Tensor:
+        """Class probabilities (N, num_classes): the softmax of the mean log-probabilities."""
+        return torch.softmax(self.logits(images, batch_size, tta), dim=1)
+
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> list[str]:
+        """Top class name per face."""
+        return [self.class_names[i] for i in self.logits(images, batch_size, tta).argmax(1).tolist()]
+
+
 def as_classifier(model: Any, device: str | None = None, backend: str = "torch") -> Any:
-    """``model`` itself when it is already a loaded classifier (torch or ONNX), else :func:`load` of it."""
+    """``model`` itself when it is already a loaded classifier (torch, ONNX or an Ensemble), an Ensemble for a
+    list of models, else :func:`load` of it."""
     from ferlab.onnx import OnnxClassifier
 
-    if isinstance(model, Classifier | OnnxClassifier):
+    if isinstance(model, Classifier | OnnxClassifier | Ensemble):
         return model
+    if isinstance(model, list | tuple):
+        return Ensemble(list(model), device=device, backend=backend)
     return load(model, device=device, backend=backend)

@@ -49,10 +49,10 @@ def _model_data(clf, path: str | None):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ferlab.classifier import load
+    from ferlab.classifier import Ensemble, load
     from ferlab.evaluation import evaluate
 
-    clf = load(args.model, backend=args.backend)
+    clf = load(args.model[0], backend=args.backend) if len(args.model) == 1 else Ensemble(args.model, backend=args.backend)
     ds = _model_data(clf, args.data)
     result = evaluate(clf, ds, split=args.split, tta=args.tta, batch_size=args.batch_size)
     print(result.summary())
@@ -60,7 +60,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if logged.get("accuracy") is not None:
         print(f"model card: {logged.get('split')} accuracy {logged['accuracy']:.4f}")
     if args.out:
-        out = result.save(args.out, title=f"{Path(str(args.model)).name} on {result.info['split']}")
+        names = " + ".join(Path(str(m)).name for m in args.model)
+        out = result.save(args.out, title=f"{names} on {result.info['split']}")
         print(f"wrote {out}/metrics.json, report.md, confusion.png, confusion_normalized.png, mistakes.png")
 
 
@@ -445,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on a dataset split")
-    p.add_argument("model", help="model file (.safetensors), checkpoint (.ckpt) or run folder")
+    p.add_argument("model", nargs="+", help="bundled model name, model file (.safetensors), checkpoint (.ckpt) or "
+                   "run folder; several evaluate their ensemble (mean log-probabilities)")
     p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
     p.add_argument("--split", default="val", help="train, val, test, or Training / PublicTest / PrivateTest")
     p.add_argument("--tta", default="none", choices=list(TTA_MODES), help="test-time augmentation")

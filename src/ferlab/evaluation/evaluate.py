@@ -115,7 +115,8 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
     """Evaluate a classifier on one split.
 
     Args:
-        model: a :class:`ferlab.Classifier`, or a path / name that :func:`ferlab.load` accepts.
+        model: a :class:`ferlab.Classifier`, a path / name that :func:`ferlab.load` accepts, or a list of
+            them (evaluated as their :class:`ferlab.Ensemble`).
         data: a FaceDataset (the split is taken from it) or a data path (read with the model's label set).
         split: ``train``, ``val``, ``test`` or a FER2013 usage (``PublicTest`` = val, ``PrivateTest`` = test).
         tta: test-time augmentation: ``none``, ``flip``, ``flip-crops`` or ``ten-crop`` (see :mod:`ferlab.tta`).
