@@ -116,10 +116,11 @@ def test_ensemble_averages_log_probabilities(tmp_path, fer_csv, capsys):
     paths = [str(a.save(tmp_path / "a.safetensors")), str(b.save(tmp_path / "b.safetensors"))]
     result = evaluate(paths, fer_csv, split="PublicTest")
     torch.testing.assert_close(torch.from_numpy(result.probs), ens.predict_proba(result.images))
-    assert main(["evaluate", *paths, "--data", str(fer_csv), "--split", "PublicTest", "--out", str(tmp_path / "r")]) == 0
+    out = tmp_path / "r"
+    assert main(["evaluate", *paths, "--data", str(fer_csv), "--split", "PublicTest", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"accuracy {result.accuracy:.4f}" in printed and "model card" not in printed
-    assert "# a.safetensors + b.safetensors on val" in (tmp_path / "r" / "report.md").read_text()
+    assert "# a.safetensors + b.safetensors on val" in (out / "report.md").read_text()
 
 
 def test_ensemble_rejects_a_lone_model_and_mixed_classes():

@@ -140,6 +140,22 @@ def test_user_boxes_and_border_faces(recognizer, small_photo):
     assert crops.shape == (2, 1, 48, 48) and crops.std() > 0
 
 
+def test_recognizer_runs_an_ensemble(recognizer, model_path, small_photo):
+    # a list of models is their Ensemble: on the same crops its probabilities are the renormalised geometric
+    # mean of each member's
+    torch.manual_seed(1)
+    other = Classifier(ferlab.create_model("vgg2017").eval(), get_label_set("fer7"), Preprocessing(),
+                       {"architecture": "vgg2017", "in_chans": 1, "model_kwargs": {}})
+    boxes = recognizer.predict(small_photo)[0].xyxy
+    alone = [Recognizer(m, "mtcnn").predict(small_photo, boxes=boxes)[0] for m in (model_path, other)]
+    both = Recognizer([model_path, other], "mtcnn").predict(small_photo, boxes=boxes)[0]
+    assert len(both) == len(boxes) == 6
+    names = list(both[0].probs)
+    for i, face in enumerate(both):
+        geo = np.exp(np.mean([np.log([r[i].probs[n] for n in names]) for r in alone], axis=0))
+        np.testing.assert_allclose([face.probs[n] for n in names], geo / geo.sum(), rtol=1e-4, atol=1e-6)
+
+
 def test_to_rgb_rejects_nonsense():
     with pytest.raises(DataError, match="cannot use a str"):
         to_rgb("hello")

@@ -52,7 +52,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from ferlab.classifier import Ensemble, load
     from ferlab.evaluation import evaluate
 
-    clf = load(args.model[0], backend=args.backend) if len(args.model) == 1 else Ensemble(args.model, backend=args.backend)
+    if len(args.model) == 1:
+        clf = load(args.model[0], backend=args.backend)
+    else:
+        clf = Ensemble(args.model, backend=args.backend)
     ds = _model_data(clf, args.data)
     result = evaluate(clf, ds, split=args.split, tta=args.tta, batch_size=args.batch_size)
     print(result.summary())

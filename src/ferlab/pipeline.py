@@ -71,7 +71,8 @@ class Recognizer:
     """Find every face in an image, video or stream and classify its emotion (and gender).
 
     Args:
-        model: emotion classifier: a bundled name (``emotion``), a model file / run folder, or a Classifier.
+        model: emotion classifier: a bundled name (``emotion``), a model file / run folder, or a Classifier;
+            a list of them runs as their :class:`ferlab.Ensemble`.
         detector: a detector name (``mtcnn``, ``haar``) or a FaceDetector.
         gender: optional gender classifier: True for the bundled ``gender`` model, a name, path or Classifier.
         margin: extra context around each box, as a fraction of its side, for the crops.
@@ -79,7 +80,7 @@ class Recognizer:
         detect_every: in videos, run the detector every N frames and track boxes in between.
         smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
         tta: test-time augmentation of the emotion classifier: ``none`` or ``flip`` (mirrored crop averaged
-            in; the bundled model gains 1.4 points on PublicTest for twice the classifier time).
+            in; the bundled model gains 0.5 points on PublicTest for twice the classifier time).
         backend: ``torch`` or ``onnx`` (ONNX Runtime: faster on CPU, no saliency maps) for the classifiers.
         check_scaling: score every face region for an image-scaling attack (``Face.scaling_score``,
             ``Face.suspicious``). The crops themselves are always made with an attack-robust resize.
@@ -90,7 +91,7 @@ class Recognizer:
         ...     print(r.summary()); r.save("group_annotated.jpg")
     """
 
-    def __init__(self, model: str | os.PathLike | Classifier = "emotion", detector: str | FaceDetector = "mtcnn",
+    def __init__(self, model: str | os.PathLike | Classifier | list = "emotion", detector: str | FaceDetector = "mtcnn",
                  gender: bool | str | os.PathLike | Classifier | None = None, device: str | None = None,
                  margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
                  check_scaling: bool = True, backend: str = "torch", tta: str = "none",
