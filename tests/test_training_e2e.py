@@ -102,6 +102,21 @@ def test_cli_models_and_inspect(tmp_path, fer_csv, capsys):
     assert (tmp_path / "inspect" / "sample_grid.png").stat().st_size > 1000
 
 
+def test_cli_output_into_a_closed_pipe_is_no_traceback():
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before ferlab prints a line (`ferlab models | head -0`)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ferlab", "models"], stdout=write, stderr=subprocess.PIPE,
+                              timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and b"Traceback" not in proc.stderr, proc.stderr.decode()
+
+
 class _InterruptAtEpoch(__import__("lightning").Callback):
     def __init__(self, epoch):
         self.epoch = epoch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import warnings
@@ -588,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc or 'finished files and the last checkpoint are kept'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ferlab evaluate ... | head -1`): nothing left to say to it, and no traceback;
+        # stdout points at devnull so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE
     return 0
 
 
