@@ -99,7 +99,7 @@ class LossConfig:
     # false: the teachers score every augmented batch (they must take the student's input); true: they score
     # the unaugmented training images once, at the start of the run, as ferlab.load gives them (any input size
     # or preprocessing), and every augmented view of an image learns from that. Far cheaper for big ensembles
-    # and many-view TTA; the targets no longer follow the augmentation
+    # and many-view TTA; the targets no longer follow the augmentation, which costs accuracy (README, Bundled model)
     distill_offline: bool = False
 
 
