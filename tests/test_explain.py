@@ -99,10 +99,10 @@ def test_feature_layer_for_every_model():
 
 
 def test_filters_activations_and_maximisation(model, faces):
-    assert first_layer_kernels(model.model).shape == (8, 3, 3)
+    assert first_layer_kernels(model.model).shape == (24, 3, 3)  # the bundled network's 24-channel stem
     assert first_layer_kernels(ferlab.create_model("copenhagen_edge")).shape == (4, 3, 3)
     acts = activations(model.model, model.preprocessing(faces), "features.6")
-    assert acts.shape == (6, 16, 22, 22)
+    assert acts.shape == (6, 48, 11, 11)
     happy = maximise(model.model, class_index=3, steps=24)
     assert happy.shape == (48, 48) and happy.min() == 0.0 and happy.max() == 1.0
     with torch.no_grad():  # the optimised input scores 'happy' higher than the noise it started from
