@@ -89,10 +89,15 @@ def _teachers(card: dict) -> list[str]:
 def test_emotion_teachers_are_bundled():
     """'emotion' was distilled from bundled models, back to 'emotion-base', which learnt from the labels
     alone: every config on the way must name teachers that ship with ferlab, so each reruns offline."""
-    chain, todo = [], ["emotion"]
+    seen, roots, todo = set(), set(), [("emotion", None)]
     while todo:
-        name = todo.pop()
-        assert name in bundled_models(), f"{chain[-1]} names teacher {name!r}, which is not bundled"
-        chain.append(name)
-        todo += _teachers(ferlab.load(name).card)
-    assert len(chain) > 1 and chain[-1] == "emotion-base" and not _teachers(ferlab.load("emotion-base").card)
+        name, named_by = todo.pop()
+        assert name in bundled_models(), f"{named_by} names teacher {name!r}, which is not bundled"
+        if name in seen:
+            continue
+        seen.add(name)
+        teachers = _teachers(ferlab.load(name).card)
+        if not teachers:
+            roots.add(name)
+        todo += [(teacher, name) for teacher in teachers]
+    assert len(seen) > 1 and roots == {"emotion-base"}, (seen, roots)
