@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,80 @@ def test_ensemble_averages_log_probabilities(tmp_path, fer_csv, capsys):
     printed = capsys.readouterr().out
     assert f"accuracy {result.accuracy:.4f}" in printed and "model card" not in printed
     assert "# a.safetensors + b.safetensors on val" in (out / "report.md").read_text()
+
+
+def test_card_tta_is_the_default_and_an_explicit_tta_wins():
+    plain, flipped = _classifier(), _classifier(tta="flip")
+    x = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    torch.testing.assert_close(flipped.predict_proba(x), plain.predict_proba(x, tta="flip"))
+    torch.testing.assert_close(flipped.predict_proba(x, tta="none"), plain.predict_proba(x))
+    assert not torch.allclose(plain.predict_proba(x), plain.predict_proba(x, tta="flip"))
+    with pytest.raises(ModelError, match="unknown test-time augmentation 'mirror'"):
+        _classifier(tta="mirror").predict(x)
+
+
+def test_ensemble_file_roundtrip(tmp_path, fer_csv, capsys):
+    """`ferlab ensemble` measures members on a split and writes a file that loads as the same ensemble,
+    running with the views its card names unless told otherwise."""
+    from ferlab.cli import main
+    from ferlab.evaluation import evaluate
+
+    models = tmp_path / "models"
+    models.mkdir()
+    paths = [str(_classifier(train_seconds=10.0, parameters=5).save(models / "a.safetensors")),
+             str(_classifier("vgg2017", train_seconds=20.0, parameters=7).save(models / "b.safetensors"))]
+    out, report = tmp_path / "specs" / "ab.ensemble.json", tmp_path / "report"
+    out.parent.mkdir()
+    assert main(["ensemble", *paths, "--tta", "flip", "--data", str(fer_csv), "--split", "PublicTest",
+                 "--out", str(out), "--report", str(report), "--description", "two toy networks"]) == 0
+    printed = capsys.readouterr().out
+    spec = json.loads(out.read_text())
+    assert spec["members"] == ["../models/a.safetensors", "../models/b.safetensors"]  # relative: the folder moves
+    assert spec["tta"] == "flip" and spec["train_seconds"] == 30.0 and spec["parameters"] == 12
+    assert spec["description"] == "two toy networks" and spec["command"] is None  # not run as `ferlab`
+    expected = evaluate(paths, fer_csv, split="PublicTest", tta="flip")
+    single = evaluate(paths, fer_csv, split="PublicTest", tta="none")
+    assert spec["metrics"]["accuracy"] == pytest.approx(expected.accuracy)
+    assert spec["metrics_single_crop"]["accuracy"] == pytest.approx(single.accuracy)
+    assert spec["metrics"]["split"] == "val" and f"accuracy {expected.accuracy:.4f}" in printed
+    assert (report / "confusion_normalized.png").is_file()
+
+    loaded = ferlab.load(out)
+    assert isinstance(loaded, ferlab.Ensemble) and loaded.card["description"] == "two toy networks"
+    again = evaluate(out, fer_csv, split="PublicTest")  # the card's flip TTA by default
+    assert again.info["tta"] == "flip" and again.accuracy == pytest.approx(spec["metrics"]["accuracy"])
+    torch.testing.assert_close(loaded.predict_proba(again.images, tta="none"), torch.from_numpy(single.probs))
+    # saved again where it is, it writes the same members
+    assert json.loads(loaded.save(tmp_path / "specs" / "again.ensemble.json").read_text())["members"] == \
+        spec["members"]
+
+
+def test_ensemble_file_errors(tmp_path):
+    with pytest.raises(ModelError, match=r"\*\.ensemble\.json"):
+        ferlab.Ensemble([_classifier(), _classifier()]).save(tmp_path / "x.json")
+    with pytest.raises(ModelError, match="built from loaded classifiers"):
+        ferlab.Ensemble([_classifier(), _classifier()]).save(tmp_path / "x.ensemble.json")
+    broken = tmp_path / "broken.ensemble.json"
+    broken.write_text("{not json")
+    with pytest.raises(ModelError, match="not a readable ensemble file"):
+        ferlab.load(broken)
+    broken.write_text(json.dumps({"tta": "flip"}))
+    with pytest.raises(ModelError, match="no 'members' list"):
+        ferlab.load(broken)
+    broken.write_text(json.dumps({"members": ["missing.safetensors", "emotion"]}))
+    with pytest.raises(ModelError, match="no model at"):
+        ferlab.load(broken)
+    # one network's tools say so for an ensemble, before they do any work
+    from ferlab.explain import explain
+    from ferlab.onnx import export_onnx
+
+    ens = ferlab.Ensemble([_classifier(), _classifier("vgg2017")])
+    x = torch.zeros(1, 1, 48, 48, dtype=torch.uint8)
+    with pytest.raises(ModelError, match="a saliency map needs one PyTorch network, not Ensemble"):
+        explain(ens, x)
+    with pytest.raises(ModelError, match="ONNX export needs one PyTorch network"):
+        export_onnx(ens, tmp_path / "e.onnx")
+    assert not (tmp_path / "e.onnx").exists()
 
 
 def test_ensemble_rejects_a_lone_model_and_mixed_classes():

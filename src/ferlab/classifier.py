@@ -23,15 +23,16 @@ from ferlab.errors import ModelError
 from ferlab.io import atomic_path, atomic_write_json
 from ferlab.labels import LabelSet
 from ferlab.models import count_parameters, create_model
-from ferlab.tta import TTA_MODES, mean_log_probs
+from ferlab.tta import mean_log_probs, resolve_tta
 
 CARD_KEY = "ferlab_model_card"
 BUNDLED_DIR = Path(__file__).parent / "weights"
 
 
 def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package (``ferlab.load(name)`` works offline)."""
-    return sorted(p.stem for p in BUNDLED_DIR.glob("*.safetensors"))
+    """Names of the models shipped inside the package, ensembles of them included (``ferlab.load(name)``
+    works offline)."""
+    return sorted([p.stem for p in BUNDLED_DIR.glob("*.safetensors")] + bundled_ensembles())
 
 
 def as_face_batch(images: torch.Tensor | np.ndarray, in_chans: int = 1) -> torch.Tensor:
@@ -118,15 +119,15 @@ class Classifier(nn.Module):
         return float(self.card.get("temperature", 1.0))
 
     @torch.inference_mode()
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+               ) -> torch.Tensor:
         """Scores (N, num_classes): the network's outputs divided by the card's temperature; with ``tta``
-        averaged over flips (and shifted crops) in log space.
+        averaged over flips (and shifted crops) in log space (None: the card's ``tta``, else none).
 
         Faces run in chunks of ``batch_size``: 64 was fastest on a 2-core CPU (larger chunks fall out of
         its caches; see benchmarks/inference_speed.py).
         """
-        if tta not in TTA_MODES:
-            raise ModelError(f"unknown test-time augmentation '{tta}'; choose one of {', '.join(TTA_MODES)}")
+        tta = resolve_tta(tta, self.card)
         x = self._as_batch(images)
         self.model.eval()
         net = self._runner()
@@ -142,12 +143,13 @@ class Classifier(nn.Module):
                 out.append(mean_log_probs(net, batch, tta, t).cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none"
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes) for uint8 faces (N, C, H, W) / (N, H, W)."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> list[str]:
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+                ) -> list[str]:
         """Top class name per face."""
         idx = self.logits(images, batch_size, tta).argmax(1)
         return [self.class_names[i] for i in idx.tolist()]
@@ -166,6 +168,14 @@ class Classifier(nn.Module):
             save_file(state, str(tmp), metadata={CARD_KEY: json.dumps(card)})
         atomic_write_json(path.with_suffix(".json"), card)
         return path
+
+
+def require_network(clf: Any, needs: str) -> Classifier:
+    """``clf`` when it is one PyTorch network; else a ModelError saying what ``needs`` it."""
+    if not isinstance(clf, Classifier):
+        raise ModelError(f"{needs} needs one PyTorch network, not {type(clf).__name__}: use one model "
+                         f"(an ensemble's member, e.g. 'emotion') loaded with backend 'torch'")
+    return clf
 
 
 def _build(card: dict[str, Any], state: dict[str, torch.Tensor], source: str,
@@ -198,6 +208,8 @@ def model_path(path_or_name: str | os.PathLike) -> Path:
     """The file :func:`load` reads for ``path_or_name``: a bundled model's file, a run folder's
     ``model.safetensors``, or the path itself."""
     path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in bundled_ensembles():
+        return BUNDLED_DIR / f"{path_or_name}{ENSEMBLE_SUFFIX}"
     if not path.exists() and str(path_or_name) in bundled_models():
         return BUNDLED_DIR / f"{path_or_name}.safetensors"
     return path / "model.safetensors" if path.is_dir() else path
@@ -205,7 +217,8 @@ def model_path(path_or_name: str | os.PathLike) -> Path:
 
 def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None,
          backend: str = "torch") -> Classifier:
-    """Load a ferlab model from a .safetensors file, a Lightning .ckpt, a run folder or an exported .onnx file.
+    """Load a ferlab model from a .safetensors file, a Lightning .ckpt, a run folder, an exported .onnx file
+    or an ensemble file (``*.ensemble.json``, loaded as an :class:`Ensemble`).
 
     Args:
         path_or_name: a bundled model name (see :func:`bundled_models`), a model file, a checkpoint, or a
@@ -223,6 +236,10 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
         >>> clf.predict(faces_uint8)  # doctest: +SKIP
     """
     path = model_path(path_or_name)
+    if path.name.endswith(ENSEMBLE_SUFFIX) and path.is_file():
+        if architecture is not None:
+            raise ModelError(f"{path_or_name} is an ensemble, not one '{architecture}' network")
+        return load_ensemble(path, device=device, backend=backend)
     if path.suffix == ".onnx" and path.is_file():
         from ferlab.onnx import load_onnx
 
@@ -266,6 +283,11 @@ def load(path_or_name: str | os.PathLike, architecture: str | None = None, devic
     return clf.to(device) if device else clf
 
 
+ENSEMBLE_SUFFIX = ".ensemble.json"
+# what an ensemble's card takes from its first member: how faces are read (the data, not the recipe)
+_SHARED_CARD_KEYS = ("labels", "preprocessing", "in_chans", "data")
+
+
 class Ensemble:
     """Several classifiers of the same classes as one: their log-probabilities (after each member's own
     preprocessing and test-time augmentation) are averaged, the way ``loss.distill_from`` combines teachers.
@@ -273,13 +295,19 @@ class Ensemble:
     Args:
         members: loaded classifiers (torch or ONNX) or anything :func:`load` accepts; at least two, with the
             same classes and input channels.
+        card: what the ensemble's file says of it (``tta``, ``metrics``, ``command``...), over the card built
+            from the members.
 
     Example:
         >>> ens = Ensemble(["emotion", "emotion-base"])  # doctest: +SKIP
         >>> ens.predict_proba(faces_uint8, tta="ten-crop")  # doctest: +SKIP
+        >>> ens.save("mine.ensemble.json"); ferlab.load("mine.ensemble.json")  # doctest: +SKIP
     """
 
-    def __init__(self, members: list[Any], device: str | None = None, backend: str = "torch") -> None:
+    def __init__(self, members: list[Any], device: str | None = None, backend: str = "torch",
+                 card: dict[str, Any] | None = None) -> None:
+        # names and paths are kept so that save() can write the ensemble as references to its members
+        self.sources = [str(m) if isinstance(m, str | os.PathLike) else None for m in members]
         self.members = [as_classifier(m, device=device, backend=backend) for m in members]
         if len(self.members) < 2:
             raise ModelError(f"an ensemble needs at least two models, got {len(self.members)}; "
@@ -295,7 +323,11 @@ class Ensemble:
         self.preprocessing = first.preprocessing
         names = [m.card.get("architecture", type(m).__name__) for m in self.members]
         # data is read as the first member was trained (FER2013 faces are 48x48 grey for every member)
-        self.card = {**first.card, "architecture": "ensemble(" + ", ".join(names) + ")", "metrics": {}}
+        self.card = {**{k: first.card[k] for k in _SHARED_CARD_KEYS if k in first.card},
+                     "architecture": "ensemble(" + ", ".join(names) + ")", "metrics": {},
+                     "parameters": sum(m.card.get("parameters", 0) for m in self.members),
+                     "macs_per_face": sum(m.card.get("macs_per_face", 0) for m in self.members),
+                     **(card or {})}
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -308,19 +340,62 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({', '.join(repr(m) for m in self.members)})"
 
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> torch.Tensor:
-        """Mean log-probabilities (N, num_classes) of the members, each with ``tta``."""
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+               ) -> torch.Tensor:
+        """Mean log-probabilities (N, num_classes) of the members, each with ``tta`` (None: the ensemble
+        card's ``tta``, else none; the members' own cards are not asked)."""
+        tta = resolve_tta(tta, self.card)
         return torch.stack([torch.log_softmax(m.logits(images, batch_size=batch_size, tta=tta).float(), 1)
                             for m in self.members]).mean(0)
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none"
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes): the softmax of the mean log-probabilities."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str = "none") -> list[str]:
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+                ) -> list[str]:
         """Top class name per face."""
         return [self.class_names[i] for i in self.logits(images, batch_size, tta).argmax(1).tolist()]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ensemble as ``<name>.ensemble.json``: its card and its members as bundled names or paths
+        relative to the file's folder (the members' weights are not copied)."""
+        path = Path(path)
+        if not path.name.endswith(ENSEMBLE_SUFFIX):
+            raise ModelError(f"an ensemble is saved as a '*{ENSEMBLE_SUFFIX}' file, not {path.name}")
+        if None in self.sources:
+            raise ModelError("this ensemble was built from loaded classifiers; build it from bundled names or "
+                             "model files to save it (the file refers to its members, it does not hold them)")
+        members = []
+        for source in self.sources:
+            if source in bundled_models() and not Path(source).exists():
+                members.append(source)
+            else:
+                members.append(os.path.relpath(Path(source).resolve(), path.parent.resolve()))
+        atomic_write_json(path, {**self.card, "members": members})
+        return path
+
+
+def bundled_ensembles() -> list[str]:
+    """Names of the ensembles of bundled models shipped inside the package."""
+    return sorted(p.name.removesuffix(ENSEMBLE_SUFFIX) for p in BUNDLED_DIR.glob(f"*{ENSEMBLE_SUFFIX}"))
+
+
+def load_ensemble(path: str | os.PathLike, device: str | None = None, backend: str = "torch") -> Ensemble:
+    """The ensemble an ``*.ensemble.json`` file describes (see :meth:`Ensemble.save`)."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} is not a readable ensemble file ({exc}).") from exc
+    members = spec.pop("members", None) if isinstance(spec, dict) else None
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise ModelError(f"{path} has no 'members' list of model names or paths; write it with Ensemble.save()")
+    # bundled names stay names; anything else is a path relative to the file, as save() writes it
+    resolved = [m if m in bundled_models() and not (path.parent / m).exists() else str(path.parent / m)
+                for m in members]
+    return Ensemble(resolved, device=device, backend=backend, card=spec)
 
 
 def as_classifier(model: Any, device: str | None = None, backend: str = "torch") -> Any:

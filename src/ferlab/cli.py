@@ -69,6 +69,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {out}/metrics.json, report.md, confusion.png, confusion_normalized.png, mistakes.png")
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from ferlab.classifier import Ensemble
+    from ferlab.evaluation import evaluate
+    from ferlab.system import hardware_summary
+
+    ens = Ensemble(args.model, backend=args.backend, card={"tta": args.tta})
+    ds = _model_data(ens, args.data)
+    # the card keeps the single-crop numbers beside the ones with the ensemble's own views
+    single = evaluate(ens, ds, split=args.split, tta="none", batch_size=args.batch_size)
+    result = single if args.tta == "none" else evaluate(ens, ds, split=args.split, batch_size=args.batch_size)
+    split = result.info["split"]
+    ens.card.update({
+        "metrics": {"split": split, **result.summary_metrics()},
+        "metrics_single_crop": {"split": split, **single.summary_metrics()},
+        "train_seconds": round(sum(m.card.get("train_seconds") or 0 for m in ens.members), 1),
+        "date": dt.date.today().isoformat(), "hardware": hardware_summary(),
+        "command": "ferlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else None})
+    if args.description:
+        ens.card["description"] = args.description
+    print(f"{split}, {args.tta} TTA:\n{result.summary()}\nsingle crop: accuracy {single.accuracy:.4f}  "
+          f"macro_f1 {single.metrics['macro_f1']:.4f}")
+    if args.report:
+        out = result.save(args.report, title=f"{' + '.join(args.model)} ({args.tta} TTA) on {split}")
+        print(f"wrote {out}/metrics.json, report.md, confusion.png, confusion_normalized.png, mistakes.png")
+    print(f"wrote {ens.save(args.out)}: load it with ferlab.load() or pass it wherever a model goes")
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from ferlab.classifier import load, model_path
     from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
@@ -106,6 +135,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         raise FerlabError("--explain needs gradients: use --backend torch (the default)")
     rec = Recognizer(args.model, args.detector, gender=args.gender, detect_every=args.every, smooth=args.smooth,
                      backend=args.backend, tta=args.tta)
+    if args.explain:
+        from ferlab.classifier import require_network
+
+        require_network(rec.classifier, "--explain")  # before any input is read
     source = int(args.source) if args.source.isdigit() and not Path(args.source).exists() else args.source
     save = Path(args.save) if args.save else None
     if save:
@@ -233,7 +266,7 @@ def _faces_of(source: str, clf, detector: str) -> tuple:
 def _cmd_explain(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from ferlab.classifier import load
+    from ferlab.classifier import load, require_network
     from ferlab.explain import (
         METHODS,
         activations,
@@ -245,7 +278,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     )
     from ferlab.explain.plots import plot_class_grid, plot_explanation, plot_maps, plot_methods_grid
 
-    clf = load(args.model)
+    clf = require_network(load(args.model), "ferlab explain")
     out = Path(args.save)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -454,11 +487,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "run folder; several evaluate their ensemble (mean log-probabilities)")
     p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
     p.add_argument("--split", default="val", help="train, val, test, or Training / PublicTest / PrivateTest")
-    p.add_argument("--tta", default="none", choices=list(TTA_MODES), help="test-time augmentation")
+    p.add_argument("--tta", choices=list(TTA_MODES),
+                   help="test-time augmentation (default: the one the model's card names, else none)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="folder for metrics.json, report.md and PNGs")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run the model in PyTorch or ONNX Runtime")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("ensemble", help="measure an ensemble on a split and save it as one model (.ensemble.json)")
+    p.add_argument("model", nargs="+", help="two or more bundled names, model files or run folders")
+    p.add_argument("--out", required=True, help="the *.ensemble.json file to write (members are referred to, "
+                   "not copied)")
+    p.add_argument("--tta", default="none", choices=list(TTA_MODES),
+                   help="the views every member sees whenever the ensemble runs (stored in its card)")
+    p.add_argument("--data", help="FER2013 CSV or image folder (default: the first member's training data)")
+    p.add_argument("--split", default="val", help="the split its card reports: val (PublicTest) to select on")
+    p.add_argument("--report", help="folder for the evaluation report (metrics.json, report.md, PNGs)")
+    p.add_argument("--description", help="a sentence for the card: what the ensemble is for")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("calibrate", help="fit temperature scaling on a split and measure ECE before / after")
     p.add_argument("model", help="bundled model name, model file (.safetensors) or run folder")
@@ -483,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", metavar="METHOD", help="overlay each face's saliency map (e.g. gradcam)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the classifiers in PyTorch or ONNX Runtime (faster on CPU; pip install 'ferlab[onnx]')")
-    p.add_argument("--tta", default="none", choices=["none", "flip"],
-                   help="test-time augmentation of the emotion model (flip: more accurate, half the speed)")
+    p.add_argument("--tta", choices=["none", "flip"],
+                   help="test-time augmentation of the emotion model (flip: more accurate, half the speed; "
+                   "default: the one its card names, else none)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model to ONNX (preprocessing and softmax included)")

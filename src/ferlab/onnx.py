@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferlab.classifier import Classifier, as_face_batch
+from ferlab.classifier import Classifier, as_face_batch, require_network
 from ferlab.data.preprocess import Preprocessing
 from ferlab.errors import ModelError
 from ferlab.io import atomic_path
 from ferlab.labels import LabelSet
+from ferlab.tta import resolve_tta
 
 CARD_KEY = "ferlab_card"
 INSTALL_HINT = "the ONNX backend needs onnx and onnxruntime: pip install 'ferlab[onnx]'"
@@ -41,6 +42,7 @@ class _Exported(nn.Module):
 
 
 def _onnx_bytes(clf: Classifier, opset: int = 17) -> bytes:
+    require_network(clf, "ONNX export")
     try:
         import onnx
     except ImportError as exc:
@@ -102,9 +104,11 @@ class OnnxClassifier:
     def __repr__(self) -> str:
         return f"OnnxClassifier({self.card.get('architecture')}, classes={list(self.class_names)})"
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str = "none"
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str | None = None
                       ) -> torch.Tensor:
-        """Class probabilities (N, num_classes); ``tta='flip'`` averages with mirrored faces (in log space)."""
+        """Class probabilities (N, num_classes); ``tta='flip'`` averages with mirrored faces (in log space);
+        None: the card's ``tta``, else none."""
+        tta = resolve_tta(tta, self.card)
         if tta not in ("none", "flip"):
             raise ModelError(f"the ONNX backend supports test-time augmentation none or flip, not '{tta}'")
         x = as_face_batch(images, self.card.get("in_chans", 1)).numpy()
@@ -121,11 +125,13 @@ class OnnxClassifier:
             out.append(probs)
         return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0, self.label_set.num_classes)
 
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str = "none") -> torch.Tensor:
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str | None = None
+               ) -> torch.Tensor:
         """Log-probabilities (the exported graph ends in softmax): argmax and differences as with logits."""
         return torch.log(self.predict_proba(images, batch_size, tta).clamp_min(1e-12))
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str = "none") -> list[str]:
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 256, tta: str | None = None
+                ) -> list[str]:
         idx = self.predict_proba(images, batch_size, tta).argmax(1)
         return [self.class_names[i] for i in idx.tolist()]
 

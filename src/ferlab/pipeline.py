@@ -80,7 +80,8 @@ class Recognizer:
         detect_every: in videos, run the detector every N frames and track boxes in between.
         smooth: in videos, weight of the previous probabilities of a tracked face (0 = no smoothing).
         tta: test-time augmentation of the emotion classifier: ``none`` or ``flip`` (mirrored crop averaged
-            in; the bundled model gains 0.5 points on PublicTest for twice the classifier time).
+            in; the bundled model gains 0.3 points on PublicTest for twice the classifier time); None: the one
+            its card names (``emotion-accurate``'s), else none.
         backend: ``torch`` or ``onnx`` (ONNX Runtime: faster on CPU, no saliency maps) for the classifiers.
         check_scaling: score every face region for an image-scaling attack (``Face.scaling_score``,
             ``Face.suspicious``). The crops themselves are always made with an attack-robust resize.
@@ -94,7 +95,7 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike | Classifier | list = "emotion", detector: str | FaceDetector = "mtcnn",
                  gender: bool | str | os.PathLike | Classifier | None = None, device: str | None = None,
                  margin: float = 0.15, align: bool = True, detect_every: int = 1, smooth: float = 0.0,
-                 check_scaling: bool = True, backend: str = "torch", tta: str = "none",
+                 check_scaling: bool = True, backend: str = "torch", tta: str | None = None,
                  **detector_kwargs: Any) -> None:
         self.classifier = as_classifier(model, device, backend)
         if gender is True:

@@ -15,6 +15,17 @@ if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads TTA_MODES
 TTA_MODES = ("none", "flip", "flip-crops", "ten-crop")
 
 
+def resolve_tta(tta: str | None, card: dict) -> str:
+    """``tta``, or when it is None the mode the model card names (``tta``: the views a model was measured
+    with, as a bundled ensemble's card says), else ``none``."""
+    mode = card.get("tta", "none") if tta is None else tta
+    if mode not in TTA_MODES:
+        from ferlab.errors import ModelError
+
+        raise ModelError(f"unknown test-time augmentation '{mode}'; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
 def tta_views(batch: torch.Tensor, mode: str) -> list[torch.Tensor]:
     """The batch as ``mode`` sees it: itself; with its mirror image ('flip'); with four crops shifted by 1/24
     of the side towards each corner (edges replicated: 2 px at 48 px, 'flip-crops'); and with the mirror

@@ -16,6 +16,7 @@ from ferlab.errors import DataError
 from ferlab.evaluation.metrics import classification_metrics
 from ferlab.evaluation.plots import plot_confusion, plot_image_grid
 from ferlab.io import atomic_write_json, atomic_write_text
+from ferlab.tta import resolve_tta
 
 SUMMARY_KEYS = ("n", "accuracy", "top2_accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "nll", "ece")
 
@@ -110,7 +111,7 @@ def split_of(clf: Any, data: FaceDataset | str | os.PathLike, split: str) -> tup
     return (data if (data.splits == name).all() else data.split(name)), name
 
 
-def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "val", tta: str = "none",
+def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "val", tta: str | None = None,
              batch_size: int = 64) -> EvaluationResult:
     """Evaluate a classifier on one split.
 
@@ -119,7 +120,8 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
             them (evaluated as their :class:`ferlab.Ensemble`).
         data: a FaceDataset (the split is taken from it) or a data path (read with the model's label set).
         split: ``train``, ``val``, ``test`` or a FER2013 usage (``PublicTest`` = val, ``PrivateTest`` = test).
-        tta: test-time augmentation: ``none``, ``flip``, ``flip-crops`` or ``ten-crop`` (see :mod:`ferlab.tta`).
+        tta: test-time augmentation: ``none``, ``flip``, ``flip-crops`` or ``ten-crop`` (see :mod:`ferlab.tta`);
+            None: the one the model's card names (a bundled ensemble's), else none.
 
     Example:
         >>> r = evaluate("runs/mini_xception/x/model.safetensors", "fer2013.csv", split="PublicTest")  # doctest: +SKIP
@@ -128,6 +130,7 @@ def evaluate(model: Any, data: FaceDataset | str | os.PathLike, split: str = "va
     from ferlab.classifier import as_classifier
 
     clf = as_classifier(model)
+    tta = resolve_tta(tta, clf.card)
     ds, name = split_of(clf, data, split)
     probs = clf.predict_proba(ds.images, batch_size=batch_size, tta=tta).numpy()
     labels = ds.labels.numpy()

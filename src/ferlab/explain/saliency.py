@@ -113,8 +113,11 @@ def explain(classifier, faces: torch.Tensor | np.ndarray, method: str = "gradcam
     Example:
         >>> e = explain(ferlab.load("emotion"), faces, "guided-backprop", target="happy")  # doctest: +SKIP
     """
+    from ferlab.classifier import require_network
+
     if method not in METHODS:
         raise ModelError(unknown_choice("saliency method", method, METHODS))
+    require_network(classifier, "a saliency map")
     attr = _captum()
     x = classifier._as_batch(faces)
     inputs = classifier.preprocessing(x).requires_grad_(True)
