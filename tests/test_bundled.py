@@ -49,6 +49,42 @@ def test_emotion_card_reproduces_on_publictest():
     assert result.accuracy == pytest.approx(clf.card["metrics"]["accuracy"], abs=1e-6)
 
 
+def test_emotion_accurate_is_an_ensemble_of_bundled_models():
+    ens = ferlab.load("emotion-accurate")
+    assert isinstance(ens, ferlab.Ensemble) and "emotion-accurate" in bundled_models()
+    card = ens.card
+    assert set(card["members"]) <= set(bundled_models()) - {"emotion-accurate"} and len(card["members"]) >= 2
+    assert card["tta"] == "ten-crop" and card["command"].startswith("ferlab ensemble ")
+    assert card["metrics"]["split"] == card["metrics_single_crop"]["split"] == "val"
+    # what the card says of its size is what its members are
+    assert card["parameters"] == sum(m.card["parameters"] for m in ens.members)
+    assert card["macs_per_face"] == sum(m.card["macs_per_face"] for m in ens.members)
+
+
+def test_emotion_accurate_single_crop_card_reproduces_on_publictest():
+    if not FER_CSV.is_file():
+        pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
+    from ferlab.evaluation import evaluate
+
+    ens = ferlab.load("emotion-accurate")
+    result = evaluate(ens, FER_CSV, split="PublicTest", tta="none")
+    assert result.accuracy == pytest.approx(ens.card["metrics_single_crop"]["accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_emotion_accurate_card_reproduces_on_publictest():
+    """With the views its card names (ten crops per member): about a minute per member on 2 CPU cores."""
+    if not FER_CSV.is_file():
+        pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
+    from ferlab.evaluation import evaluate
+
+    ens = ferlab.load("emotion-accurate")
+    result = evaluate(ens, FER_CSV, split="PublicTest")
+    assert result.info["tta"] == "ten-crop" and result.metrics["n"] == 3574
+    assert result.accuracy == pytest.approx(ens.card["metrics"]["accuracy"], abs=1e-6)
+    assert result.metrics["macro_f1"] == pytest.approx(ens.card["metrics"]["macro_f1"], abs=1e-6)
+
+
 def test_gender_card_reproduces_on_the_hash_split():
     folder = SHARED / "utkface"
     if not folder.is_dir():

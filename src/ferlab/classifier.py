@@ -389,7 +389,7 @@ def load_ensemble(path: str | os.PathLike, device: str | None = None, backend: s
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path} is not a readable ensemble file ({exc}).") from exc
-    members = spec.pop("members", None) if isinstance(spec, dict) else None
+    members = spec.get("members") if isinstance(spec, dict) else None
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise ModelError(f"{path} has no 'members' list of model names or paths; write it with Ensemble.save()")
     # bundled names stay names; anything else is a path relative to the file, as save() writes it

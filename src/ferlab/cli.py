@@ -71,6 +71,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     import datetime as dt
+    import shlex
 
     from ferlab.classifier import Ensemble
     from ferlab.evaluation import evaluate
@@ -87,7 +88,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
         "metrics_single_crop": {"split": split, **single.summary_metrics()},
         "train_seconds": round(sum(m.card.get("train_seconds") or 0 for m in ens.members), 1),
         "date": dt.date.today().isoformat(), "hardware": hardware_summary(),
-        "command": "ferlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else None})
+        "command": "ferlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else None})
     if args.description:
         ens.card["description"] = args.description
     print(f"{split}, {args.tta} TTA:\n{result.summary()}\nsingle crop: accuracy {single.accuracy:.4f}  "
