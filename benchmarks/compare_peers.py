@@ -79,12 +79,13 @@ def main() -> None:
     rows, results = [], []
     runners = []
     for m in args.models:
-        own = load(m).card.get("tta")  # a model measured with its own views (emotion-accurate) runs with those
         for b in args.backends:
-            if own and (b == "torch" or own in ("none", "flip")):  # the ONNX backend runs none and flip only
-                runners.append((f"ferlab {m} ({b}, tta {own}, its card's)", load(m, backend=b), own))
-            elif not own:
-                runners += [(f"ferlab {m} ({b}, tta {t})", load(m, backend=b), t) for t in args.tta]
+            model = load(m, backend=b)  # once per backend, whatever the number of TTA modes measured
+            own = model.card.get("tta")  # a model measured with its own views (emotion-accurate) runs with those
+            if not own:
+                runners += [(f"ferlab {m} ({b}, tta {t})", model, t) for t in args.tta]
+            elif b == "torch" or own in ("none", "flip"):  # the ONNX backend runs none and flip only
+                runners.append((f"ferlab {m} ({b}, tta {own}, its card's)", model, own))
     runners.append((FerPackageModel.name, FerPackageModel(), None))
     for name, model, tta in runners:
         start = time.perf_counter()

@@ -208,11 +208,16 @@ def model_path(path_or_name: str | os.PathLike) -> Path:
     """The file :func:`load` reads for ``path_or_name``: a bundled model's file, a run folder's
     ``model.safetensors``, or the path itself."""
     path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) in bundled_ensembles():
-        return BUNDLED_DIR / f"{path_or_name}{ENSEMBLE_SUFFIX}"
-    if not path.exists() and str(path_or_name) in bundled_models():
-        return BUNDLED_DIR / f"{path_or_name}.safetensors"
+    if _is_bundled_name(str(path_or_name)):
+        suffix = ENSEMBLE_SUFFIX if str(path_or_name) in bundled_ensembles() else ".safetensors"
+        return BUNDLED_DIR / f"{path_or_name}{suffix}"
     return path / "model.safetensors" if path.is_dir() else path
+
+
+def _is_bundled_name(reference: str, folder: Path = Path()) -> bool:
+    """Whether ``reference`` names a bundled model: a bundled name with no file or folder of that name in
+    ``folder`` (a local file wins over a bundled model of the same name)."""
+    return not (folder / reference).exists() and reference in bundled_models()
 
 
 def load(path_or_name: str | os.PathLike, architecture: str | None = None, device: str | None = None,
@@ -327,6 +332,7 @@ class Ensemble:
                      "architecture": "ensemble(" + ", ".join(names) + ")", "metrics": {},
                      "parameters": sum(m.card.get("parameters", 0) for m in self.members),
                      "macs_per_face": sum(m.card.get("macs_per_face", 0) for m in self.members),
+                     "train_seconds": round(sum(m.card.get("train_seconds") or 0 for m in self.members), 1),
                      **(card or {})}
 
     @property
@@ -367,12 +373,9 @@ class Ensemble:
         if None in self.sources:
             raise ModelError("this ensemble was built from loaded classifiers; build it from bundled names or "
                              "model files to save it (the file refers to its members, it does not hold them)")
-        members = []
-        for source in self.sources:
-            if source in bundled_models() and not Path(source).exists():
-                members.append(source)
-            else:
-                members.append(os.path.relpath(Path(source).resolve(), path.parent.resolve()))
+        members = [source if _is_bundled_name(source) else os.path.relpath(Path(source).resolve(),
+                                                                            path.parent.resolve())
+                   for source in self.sources]
         atomic_write_json(path, {**self.card, "members": members})
         return path
 
@@ -393,8 +396,7 @@ def load_ensemble(path: str | os.PathLike, device: str | None = None, backend: s
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise ModelError(f"{path} has no 'members' list of model names or paths; write it with Ensemble.save()")
     # bundled names stay names; anything else is a path relative to the file, as save() writes it
-    resolved = [m if m in bundled_models() and not (path.parent / m).exists() else str(path.parent / m)
-                for m in members]
+    resolved = [m if _is_bundled_name(m, path.parent) else str(path.parent / m) for m in members]
     return Ensemble(resolved, device=device, backend=backend, card=spec)
 
 

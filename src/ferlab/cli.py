@@ -86,7 +86,6 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
     ens.card.update({
         "metrics": {"split": split, **result.summary_metrics()},
         "metrics_single_crop": {"split": split, **single.summary_metrics()},
-        "train_seconds": round(sum(m.card.get("train_seconds") or 0 for m in ens.members), 1),
         "date": dt.date.today().isoformat(), "hardware": hardware_summary(),
         "command": "ferlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ensemble"] else None})
     if args.description:
