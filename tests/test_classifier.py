@@ -113,6 +113,10 @@ def test_ensemble_averages_log_probabilities(tmp_path, fer_csv, capsys):
         torch.testing.assert_close(ens.predict_proba(x, tta=tta), expected)
         assert ens.predict(x, tta=tta) == [ens.class_names[i] for i in expected.argmax(1).tolist()]
     assert "maastricht_cnn4" in ens.card["architecture"] and "vgg2017" in ens.card["architecture"]
+    # a temperature in the ensemble's card divides the mean, not the members
+    cooled = ferlab.Ensemble([a, b], card={"temperature": 2.0})
+    torch.testing.assert_close(cooled.logits(x), ens.logits(x) / 2)
+    assert cooled.predict(x) == ens.predict(x)
 
     # paths work as members, and `ferlab evaluate` with several models scores their ensemble
     paths = [str(a.save(tmp_path / "a.safetensors")), str(b.save(tmp_path / "b.safetensors"))]
@@ -169,6 +173,14 @@ def test_ensemble_file_roundtrip(tmp_path, fer_csv, capsys):
     # saved again where it is, it writes the same members
     assert json.loads(loaded.save(tmp_path / "specs" / "again.ensemble.json").read_text())["members"] == \
         spec["members"]
+
+    # `ferlab calibrate --write` fits the ensemble's temperature with the views it runs with, in its file
+    assert main(["calibrate", str(out), "--data", str(fer_csv), "--split", "PublicTest", "--write"]) == 0
+    calibrated = json.loads(out.read_text())
+    assert calibrated["members"] == spec["members"] and "wrote" in capsys.readouterr().out
+    fit = calibrated["calibration"]
+    assert fit["ece_before"] == pytest.approx(expected.metrics["ece"], abs=1e-4)  # flip views, as its card says
+    assert ferlab.load(out).temperature == (pytest.approx(fit["temperature"], abs=1e-6) if fit["helps"] else 1.0)
 
 
 def test_ensemble_file_errors(tmp_path):

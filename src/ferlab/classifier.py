@@ -346,13 +346,20 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({', '.join(repr(m) for m in self.members)})"
 
+    @property
+    def temperature(self) -> float:
+        """Divisor of the mean log-probabilities fitted by ``ferlab calibrate`` on the ensemble; 1 if never
+        fitted (averaging sharpens or flattens probabilities, so members' own temperatures do not carry over)."""
+        return float(self.card.get("temperature", 1.0))
+
     def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
                ) -> torch.Tensor:
         """Mean log-probabilities (N, num_classes) of the members, each with ``tta`` (None: the ensemble
-        card's ``tta``, else none; the members' own cards are not asked)."""
+        card's ``tta``, else none; the members' own cards are not asked), divided by the card's temperature."""
         tta = resolve_tta(tta, self.card)
-        return torch.stack([torch.log_softmax(m.logits(images, batch_size=batch_size, tta=tta).float(), 1)
+        mean = torch.stack([torch.log_softmax(m.logits(images, batch_size=batch_size, tta=tta).float(), 1)
                             for m in self.members]).mean(0)
+        return mean / self.temperature
 
     def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
                       ) -> torch.Tensor:

@@ -99,7 +99,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
-    from ferlab.classifier import load, model_path
+    from ferlab.classifier import ENSEMBLE_SUFFIX, load, model_path
     from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
 
     clf = load(args.model)
@@ -110,13 +110,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
         print(f"wrote {save_calibration(result, probs, args.out)}/calibration.json, reliability.png")
     if args.write:
         path = model_path(args.model)
-        if path.suffix != ".safetensors":
-            raise FerlabError(f"--write rewrites a .safetensors model file, not {path}; save the model first "
-                              f"(load it and call .save())")
+        is_ensemble = path.name.endswith(ENSEMBLE_SUFFIX)
+        if path.suffix != ".safetensors" and not is_ensemble:
+            raise FerlabError(f"--write rewrites a .safetensors model file or an ensemble file, not {path}; save "
+                              f"the model first (load it and call .save())")
         applied = apply_calibration(clf, result)
         clf.save(path)
-        print(f"wrote {path} and its .json card: " + (f"temperature {clf.temperature:.3f}" if applied else
-                                                      "no temperature (scaling did not help)"))
+        print(f"wrote {path}" + ("" if is_ensemble else " and its .json card") + ": " +
+              (f"temperature {clf.temperature:.3f}" if applied else "no temperature (scaling did not help)"))
 
 
 def _output_name(source: str, used: set[str], suffix: str) -> str:
@@ -509,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("calibrate", help="fit temperature scaling on a split and measure ECE before / after")
-    p.add_argument("model", help="bundled model name, model file (.safetensors) or run folder")
+    p.add_argument("model", help="bundled model name, model file (.safetensors or .ensemble.json) or run folder")
     p.add_argument("--data", help="FER2013 CSV or image folder (default: the model's training data)")
     p.add_argument("--split", default="val", help="split to fit on: val (PublicTest for FER2013) unless you know why")
     p.add_argument("--batch-size", type=int, default=64)

@@ -119,16 +119,16 @@ def calibrate(model: Any, data: Any, split: str = "val", batch_size: int = 64) -
     ``temperature`` is the one to store. Returns the result and the probabilities before / after (for
     :func:`plot_reliability`).
     """
-    from ferlab.classifier import Classifier, as_classifier
+    from ferlab.classifier import Classifier, Ensemble, as_classifier
     from ferlab.evaluation.evaluate import split_of
 
     clf = as_classifier(model)
-    if not isinstance(clf, Classifier):
+    if not isinstance(clf, Classifier | Ensemble):
         raise DataError("temperature scaling needs the PyTorch model (it changes the logits); load it with "
                         "backend='torch' and export again afterwards")
     ds, name = split_of(clf, data, split)
-    current = float(clf.card.get("temperature", 1.0))
-    logits = clf.logits(ds.images, batch_size=batch_size).numpy() * current  # raw network outputs
+    # raw outputs, with the views the model runs with by default (an ensemble card's tta), as it is used
+    logits = clf.logits(ds.images, batch_size=batch_size).numpy() * clf.temperature
     result, probs = calibration_of(logits, ds.labels.numpy(), split=name)
     return result, probs
 
