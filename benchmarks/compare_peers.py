@@ -25,6 +25,7 @@ from ferlab.data import load_dataset
 from ferlab.data.readers import default_data_root
 from ferlab.evaluation import classification_metrics
 from ferlab.labels import FER7
+from ferlab.onnx import ONNX_TTA_MODES
 
 from common import RESULTS, report
 
@@ -84,7 +85,7 @@ def main() -> None:
             own = model.card.get("tta")  # a model measured with its own views (emotion-accurate) runs with those
             if not own:
                 runners += [(f"ferlab {m} ({b}, tta {t})", model, t) for t in args.tta]
-            elif b == "torch" or own in ("none", "flip"):  # the ONNX backend runs none and flip only
+            elif b == "torch" or own in ONNX_TTA_MODES:
                 runners.append((f"ferlab {m} ({b}, tta {own}, its card's)", model, own))
     runners.append((FerPackageModel.name, FerPackageModel(), None))
     for name, model, tta in runners:

@@ -29,6 +29,8 @@ from ferlab.tta import resolve_tta
 CARD_KEY = "ferlab_card"
 INSTALL_HINT = "the ONNX backend needs onnx and onnxruntime: pip install 'ferlab[onnx]'"
 
+ONNX_TTA_MODES = ("none", "flip")  # the views OnnxClassifier runs (one graph, mirrored in numpy)
+
 
 class _Exported(nn.Module):
     """What the ONNX graph computes: preprocessing, the network, temperature, softmax."""
@@ -109,7 +111,7 @@ class OnnxClassifier:
         """Class probabilities (N, num_classes); ``tta='flip'`` averages with mirrored faces (in log space);
         None: the card's ``tta``, else none."""
         tta = resolve_tta(tta, self.card)
-        if tta not in ("none", "flip"):
+        if tta not in ONNX_TTA_MODES:
             raise ModelError(f"the ONNX backend supports test-time augmentation none or flip, not '{tta}'")
         x = as_face_batch(images, self.card.get("in_chans", 1)).numpy()
         out = []
