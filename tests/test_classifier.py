@@ -174,13 +174,18 @@ def test_ensemble_file_roundtrip(tmp_path, fer_csv, capsys):
     assert json.loads(loaded.save(tmp_path / "specs" / "again.ensemble.json").read_text())["members"] == \
         spec["members"]
 
-    # `ferlab calibrate --write` fits the ensemble's temperature with the views it runs with, in its file
+    # `ferlab calibrate --write` fits the ensemble's temperature with the views it runs with, in its file;
+    # single-crop numbers from before (here made stale on purpose) are measured again under the new temperature
+    out.write_text(json.dumps({**spec, "metrics_single_crop": {**spec["metrics_single_crop"], "nll": 99.0}}))
     assert main(["calibrate", str(out), "--data", str(fer_csv), "--split", "PublicTest", "--write"]) == 0
     calibrated = json.loads(out.read_text())
     assert calibrated["members"] == spec["members"] and "wrote" in capsys.readouterr().out
     fit = calibrated["calibration"]
     assert fit["ece_before"] == pytest.approx(expected.metrics["ece"], abs=1e-4)  # flip views, as its card says
     assert ferlab.load(out).temperature == (pytest.approx(fit["temperature"], abs=1e-6) if fit["helps"] else 1.0)
+    # and the card's single-crop numbers are those of the calibrated ensemble, not of the old temperature
+    single_now = evaluate(out, fer_csv, split="PublicTest", tta="none")
+    assert calibrated["metrics_single_crop"]["nll"] == pytest.approx(single_now.metrics["nll"], abs=1e-6)
 
 
 def test_ensemble_file_errors(tmp_path):
