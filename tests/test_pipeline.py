@@ -257,9 +257,15 @@ def test_plot_keeps_bars_off_neighbouring_faces():
     for rows, cols in inside:  # inside both boxes: untouched
         np.testing.assert_array_equal(plotted[rows, cols], image[rows, cols])
     assert (plotted[150:200, 420:500] != 90).any() and (plotted[150:200, 100:195] != 90).any()
-    # no room on either side: no bars at all rather than bars over a face
+    # no room on either side: the middle face's bars go below it, never over a face
     c = Face(np.array([0.0, 150, 100, 250]), 0.99, probs)
     d = Face(np.array([105.0, 150, 205, 250]), 0.99, probs)
     e = Face(np.array([210.0, 150, 310, 250]), 0.99, probs)
     plotted = Results(image, [c, d, e]).plot()
     np.testing.assert_array_equal(plotted[160:240, 115:195], image[160:240, 115:195])
+    assert (plotted[256:300, 105:150] != 90).any()
+    # with no room below either (the faces at the bottom edge), the first two get none: their insides stay bare
+    low = [Face(f.xyxy + np.array([0, 145, 0, 145], np.float32), 0.99, probs) for f in (c, d, e)]
+    plotted = Results(image, low).plot()
+    for cols in (slice(10, 90), slice(115, 195)):
+        np.testing.assert_array_equal(plotted[305:385, cols], image[305:385, cols])

@@ -153,7 +153,8 @@ class Results:
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """An annotated copy of the image (RGB): a box and label per face, probability bars beside it.
 
-        Bars go right of the face, else left of it, else nowhere: never over another face, label or bars.
+        Bars go right of the face, else left of it, else below it, else nowhere: never over another face, label
+        or bars (in a row of faces side by side, the middle ones get theirs below).
         """
         canvas = self.image.copy()
         h, w = canvas.shape[:2]
@@ -179,13 +180,13 @@ class Results:
                 for px, py in f.landmarks:
                     cv2.circle(canvas, (int(px), int(py)), thick + 1, (0, 255, 0), -1)
         if bars:
-            for i, (f, (x1, y1, x2, _)) in enumerate(zip(self.faces, boxes, strict=True)):
+            for i, (f, (x1, y1, x2, y2)) in enumerate(zip(self.faces, boxes, strict=True)):
                 bw, bh = self._bars_size(font, len(f.probs))
                 others = [r for j, r in enumerate(taken) if j != i]
-                for bx in (x2 + 4, x1 - 4 - bw):  # right of the face, else left of it
-                    rect = (bx, y1, bx + bw, y1 + bh)
-                    if bx >= 0 and bx + bw <= w and not any(_overlap(rect, r) for r in others):
-                        self._draw_bars(canvas, f, (bx, y1), font)
+                for bx, by in ((x2 + 4, y1), (x1 - 4 - bw, y1), (x1, y2 + 4)):  # right, left, below
+                    rect = (bx, by, bx + bw, by + bh)
+                    if bx >= 0 and bx + bw <= w and by + bh <= h and not any(_overlap(rect, r) for r in others):
+                        self._draw_bars(canvas, f, (bx, by), font)
                         taken.append(rect)
                         break
         # labels last, so nothing covers them
