@@ -112,7 +112,7 @@ class OnnxClassifier:
         None: the card's ``tta``, else none."""
         tta = resolve_tta(tta, self.card)
         if tta not in ONNX_TTA_MODES:
-            raise ModelError(f"the ONNX backend supports test-time augmentation none or flip, not '{tta}'")
+            raise ModelError(f"the ONNX backend supports test-time augmentation {' or '.join(ONNX_TTA_MODES)}, not '{tta}'")
         x = as_face_batch(images, self.card.get("in_chans", 1)).numpy()
         out = []
         step = max(1, batch_size // 2) if tta == "flip" else batch_size  # a flipped chunk runs as twice its size
