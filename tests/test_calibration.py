@@ -112,3 +112,18 @@ def test_save_writes_json_and_reliability_png(tmp_path):
     assert saved["split"] == "val" and saved["n"] == 3000 and saved["temperature"] == pytest.approx(result.temperature)
     assert (out / "reliability.png").stat().st_size > 5000
     assert "temperature" in str(result) and "cross-fitted" in str(result)
+
+
+def test_calibration_without_data_drops_stale_single_crop_confidence():
+    """An ensemble card's single-crop ECE / NLL were measured under the old temperature: without the data to
+    measure them again, apply_calibration removes them rather than leave them wrong (accuracy stays: the
+    temperature does not move the argmax). With data, ``ferlab calibrate --write`` measures them again
+    (tests/test_classifier.py)."""
+    single = {"split": "val", "accuracy": 0.6, "ece": 0.05, "nll": 1.1}
+    clf = _classifier(metrics_single_crop=dict(single))
+    result, _ = calibration_of(*_sampled(2.0, n=4000))
+    assert apply_calibration(clf, result)
+    assert clf.card["metrics_single_crop"] == {"split": "val", "accuracy": 0.6}
+    other_split = _classifier(metrics_single_crop={**single, "split": "test"})
+    apply_calibration(other_split, result)  # measured elsewhere: not this calibration's business
+    assert other_split.card["metrics_single_crop"]["ece"] == 0.05

@@ -100,7 +100,6 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
 
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from ferlab.classifier import ENSEMBLE_SUFFIX, load, model_path
-    from ferlab.evaluation import evaluate
     from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
 
     clf = load(args.model)
@@ -115,11 +114,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
         if path.suffix != ".safetensors" and not is_ensemble:
             raise FerlabError(f"--write rewrites a .safetensors model file or an ensemble file, not {path}; save "
                               f"the model first (load it and call .save())")
-        applied = apply_calibration(clf, result)
-        single = clf.card.get("metrics_single_crop")
-        if isinstance(single, dict) and single.get("split") == result.split:
-            # an ensemble card's single-crop numbers were measured under the old temperature: measure them again
-            single.update(evaluate(clf, ds, split=args.split, tta="none", batch_size=args.batch_size).summary_metrics())
+        applied = apply_calibration(clf, result, data=ds, batch_size=args.batch_size)
         clf.save(path)
         print(f"wrote {path}" + ("" if is_ensemble else " and its .json card") + ": " +
               (f"temperature {clf.temperature:.3f}" if applied else "no temperature (scaling did not help)"))

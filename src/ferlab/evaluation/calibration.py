@@ -167,11 +167,13 @@ def save_calibration(result: CalibrationResult, probs: dict[str, np.ndarray], ou
     return out
 
 
-def apply_calibration(clf: Any, result: CalibrationResult) -> bool:
+def apply_calibration(clf: Any, result: CalibrationResult, data: Any = None, batch_size: int = 64) -> bool:
     """Record ``result`` in ``clf``'s card; set its temperature when scaling helps on held-out halves, else
     remove any earlier one (``result`` was measured against the raw network outputs).
 
-    The card's headline ECE / NLL follow when they were measured on the same split. Returns whether the
+    The card's headline ECE / NLL follow when they were measured on the same split. An ensemble's card also
+    holds single-crop numbers, measured under the old temperature: with ``data`` (what :func:`calibrate` was
+    given) they are measured again; without it their ECE and NLL, now stale, are removed. Returns whether the
     temperature was set.
     """
     clf.card["calibration"] = result.to_dict()
@@ -183,4 +185,14 @@ def apply_calibration(clf: Any, result: CalibrationResult) -> bool:
     if isinstance(metrics, dict) and metrics.get("split") == result.split:
         metrics.update(ece=result.ece_after if result.helps else result.ece_before,
                        nll=result.nll_after if result.helps else result.nll_before)
+    single = clf.card.get("metrics_single_crop")
+    if isinstance(single, dict) and single.get("split") == result.split:
+        if data is None:
+            single.pop("ece", None)
+            single.pop("nll", None)
+        else:
+            from ferlab.evaluation.evaluate import evaluate
+
+            single.update(evaluate(clf, data, split=result.split, tta="none", batch_size=batch_size)
+                          .summary_metrics())
     return result.helps
