@@ -1,5 +1,6 @@
 """Tiny end-to-end runs: train -> checkpoint -> ferlab.load -> evaluate, resume, CLI."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -254,6 +255,23 @@ def test_offline_distillation_from_an_ensemble(tmp_path, fer_csv):
     table = module.score_training_images(images, chunk=4)  # chunks must not change the result
     per_teacher = [torch.log_softmax(ferlab.load(t).logits(images, tta="ten-crop"), 1) for t in teachers]
     torch.testing.assert_close(table, (per_teacher[0] + per_teacher[1]) / 2)
+    # the same two teachers named by an ensemble file teach as its members
+    ensemble_file = ferlab.Ensemble([str(t) for t in teachers]).save(tmp_path / "teachers.ensemble.json")
+    config = dict(module.hparams.config, loss={**module.hparams.config["loss"], "distill_from": str(ensemble_file)})
+    from_file = ClassifierModule(config, module.hparams.card)
+    assert len(from_file.teachers) == 2
+    torch.testing.assert_close(from_file.score_training_images(images), table)
+    if importlib.util.find_spec("onnxruntime"):  # an exported teacher scores offline as its source does
+        from ferlab.onnx import export_onnx
+
+        onnx_file = export_onnx(ferlab.load(teachers[0]), tmp_path / "teacher0.onnx")
+        config["loss"] = {**config["loss"], "distill_from": [str(onnx_file), str(teachers[1])], "distill_tta": "flip"}
+        flip = [torch.log_softmax(ferlab.load(t).logits(images, tta="flip"), 1) for t in teachers]
+        torch.testing.assert_close(ClassifierModule(config, module.hparams.card).score_training_images(images),
+                                   (flip[0] + flip[1]) / 2, atol=1e-4, rtol=1e-4)
+        for change, refusal in (({"distill_offline": False}, "offline only"), ({"distill_tta": "ten-crop"}, "runs none")):
+            with pytest.raises(ConfigError, match=refusal):
+                ClassifierModule(dict(config, loss={**config["loss"], **change}), module.hparams.card)
     module.__dict__["teacher_table"] = table
     index = torch.tensor([4, 0, 2])
     torch.testing.assert_close(module.teacher_log_probs(torch.zeros(3, 1, 48, 48), index),

@@ -91,7 +91,8 @@ class LossConfig:
     sampler: Literal["none", "weighted", "oversample"] = "none"
     oversample: dict[str, float] = field(default_factory=dict)  # class name -> repeat factor
     # knowledge distillation (Hinton et al. 2015): a trained model (bundled name, file or run folder), or a list
-    # of them (an ensemble: their log-probabilities are averaged), whose softened outputs the student also matches
+    # of them (an ensemble: their log-probabilities are averaged; an ensemble file adds its members), whose
+    # softened outputs the student also matches
     distill_from: str | list[str] | None = None
     distill_weight: float = 0.5  # share of the distillation term; the label loss gets the rest
     distill_temperature: float = 2.0

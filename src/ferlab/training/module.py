@@ -72,12 +72,29 @@ class ClassifierModule(L.LightningModule):
         self.__dict__["teacher_table"] = None
 
     def _load_teachers(self, card: dict[str, Any]) -> list:
-        from ferlab.classifier import load
+        from ferlab.classifier import Ensemble, load
+        from ferlab.onnx import ONNX_TTA_MODES
 
         sources = self.cfg.loss.distill_from
-        teachers = []
+        named = []  # (what names it, teacher network)
         for source in [sources] if isinstance(sources, str) else sources:
-            teacher = load(expand_path(source))
+            loaded = load(expand_path(source))
+            # an ensemble teaches as its members: its log-probabilities are their mean, as the teachers' are
+            # (its calibration temperature is left out: distillation softens by loss.distill_temperature)
+            members = loaded.members if isinstance(loaded, Ensemble) else [loaded]
+            named += [(source if len(members) == 1 else f"{source} (member {i + 1})", m) for i, m in enumerate(members)]
+        for source, teacher in named:
+            if isinstance(teacher, torch.nn.Module):
+                teacher.eval()
+                for param in teacher.parameters():
+                    param.requires_grad_(False)
+            elif not self.cfg.loss.distill_offline:  # online, the teacher runs inside the training step
+                raise ConfigError(f"loss.distill_from: {source} is an exported ONNX model, which can teach offline "
+                                  f"only; name its .safetensors file, or set loss.distill_offline: true")
+            elif self.cfg.loss.distill_tta not in ONNX_TTA_MODES:
+                raise ConfigError(f"loss.distill_tta={self.cfg.loss.distill_tta}: {source} is an exported ONNX "
+                                  f"model, which runs {' or '.join(ONNX_TTA_MODES)}; choose one of them or name its "
+                                  f".safetensors file")
             if list(teacher.class_names) != list(card["labels"]["names"]):
                 raise ConfigError(f"loss.distill_from: {source} predicts {list(teacher.class_names)}, but this run "
                                   f"trains {card['labels']['names']}; distil from models with the same classes")
@@ -88,16 +105,12 @@ class ClassifierModule(L.LightningModule):
                                   f"{teacher.card.get('in_chans', 1)} channels) than this run ({mine}, "
                                   f"{card['in_chans']} channels); set preprocess.* and the data's channels to match "
                                   f"the teacher, or set loss.distill_offline: true")
-            teacher.eval()
-            for param in teacher.parameters():
-                param.requires_grad_(False)
-            teachers.append(teacher)
-        if not teachers:
+        if not named:
             raise ConfigError("loss.distill_from is an empty list; name at least one teacher model, or set it to null")
         if self.cfg.loss.distill_offline and (self.cfg.augment.mixup or self.cfg.augment.cutmix):
             raise ConfigError("loss.distill_offline: the teachers score unmixed images, so their targets cannot "
                               "follow augment.mixup / augment.cutmix; set those to 0 or distil online")
-        return teachers
+        return [teacher for _, teacher in named]
 
     @torch.no_grad()
     def score_training_images(self, images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
@@ -113,7 +126,8 @@ class ClassifierModule(L.LightningModule):
         if self.teachers and self.cfg.loss.distill_offline and self.teacher_table is None:
             train = self.trainer.datamodule.split("train")
             for teacher in self.teachers:
-                teacher.to(self.device)
+                if isinstance(teacher, torch.nn.Module):  # an ONNX teacher runs on the CPU
+                    teacher.to(self.device)
             start = time.perf_counter()
             self.__dict__["teacher_table"] = self.score_training_images(train.images).to(self.device)
             if self.cfg.trainer.progress != "none":  # minutes of silence otherwise, before the first epoch
