@@ -97,3 +97,22 @@ def test_unknown_model_and_kwargs():
         create_model("mini_xceptoin")
     with pytest.raises(ModelError, match="does not accept"):
         create_model("vgg2017", depth=3)
+
+
+def test_resnet18_fer_is_resnet18_with_the_cifar_stem():
+    import torchvision
+
+    reference = torchvision.models.resnet18(num_classes=7)
+    reference.conv1 = torch.nn.Conv2d(1, 64, 3, padding=1, bias=False)
+    reference.maxpool = torch.nn.Identity()
+    ours = create_model("resnet18_fer")
+    assert count_parameters(ours) == count_parameters(reference)
+    assert ours.forward_features(torch.zeros(1, 1, 48, 48)).shape == (1, 512, 6, 6)
+    with pytest.raises(ValueError, match="same number of stages"):
+        create_model("resnet18_fer", widths=(32, 64), blocks=(2, 2, 2))
+
+
+def test_vgg_fer_pools_48_to_3():
+    model = create_model("vgg_fer")
+    assert model.forward_features(torch.zeros(1, 1, 48, 48)).shape == (1, 512, 3, 3)
+    assert 4_600_000 < count_parameters(model) < 4_800_000
