@@ -31,6 +31,17 @@ def test_save_load_roundtrip(tmp_path):
     assert ferlab.load(tmp_path / "m.safetensors", architecture="maastricht_cnn4") is not None
 
 
+
+def test_save_half_stores_float16_and_loads_as_float32(tmp_path):
+    clf = _classifier("resnet18_fer", metrics={"accuracy": 0.5})
+    full, half = clf.save(tmp_path / "full.safetensors"), clf.save(tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = ferlab.load(half)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    assert loaded.card["metrics"]["accuracy"] == 0.5
+    x = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    torch.testing.assert_close(loaded.predict_proba(x), clf.predict_proba(x), atol=2e-3, rtol=0)
+
 def test_predict_accepts_grey_and_colour(tmp_path):
     clf = _classifier()
     grey = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)

@@ -157,13 +157,18 @@ class Classifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.predict_proba(images)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``path`` (.safetensors, card in its metadata) and ``<path>.json`` (the card, for people)."""
+    def save(self, path: str | os.PathLike, half: bool = False) -> Path:
+        """Write ``path`` (.safetensors, card in its metadata) and ``<path>.json`` (the card, for people).
+
+        With ``half`` floating-point weights are stored as float16 (half the file; they load as float32), for
+        large networks whose weights came out of mixed-precision training.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
         card = {**self.card, "labels": self.label_set.to_dict(), "preprocessing": self.preprocessing.to_dict()}
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in self.model.state_dict().items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={CARD_KEY: json.dumps(card)})
         atomic_write_json(path.with_suffix(".json"), card)
