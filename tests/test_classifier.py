@@ -235,3 +235,24 @@ def test_ensemble_rejects_a_lone_model_and_mixed_classes():
                         Preprocessing(), {"architecture": "maastricht_cnn4", "in_chans": 1})
     with pytest.raises(ModelError, match="share their classes"):
         ferlab.Ensemble([_classifier(), gender])
+
+
+def test_cli_save_half_measures_the_card_on_the_stored_weights(tmp_path, fer_csv, capsys):
+    from ferlab.cli import main
+    from ferlab.evaluation import evaluate
+
+    src = _classifier("resnet18_fer", metrics={"split": "val", "accuracy": 0.99, "logged": {"val_acc": 0.99}},
+                      data={"path": str(fer_csv)}).save(tmp_path / "run.safetensors")
+    out = tmp_path / "bundled.safetensors"
+    main(["save", str(src), "--half", "--out", str(out)])
+    assert "val accuracy" in capsys.readouterr().out
+    saved = ferlab.load(out)
+    assert out.stat().st_size < 0.6 * src.stat().st_size
+    metrics = saved.card["metrics"]
+    assert metrics["logged"] == {"val_acc": 0.99} and metrics["split"] == "val"
+    assert metrics["accuracy"] == pytest.approx(evaluate(saved, fer_csv, split="val").accuracy, abs=1e-9)
+    main(["save", str(src), "--keep-metrics", "--out", str(tmp_path / "kept.safetensors")])
+    assert ferlab.load(tmp_path / "kept.safetensors").card["metrics"]["accuracy"] == 0.99
+    ferlab.Ensemble([str(out), str(src)]).save(tmp_path / "two.ensemble.json")
+    assert main(["save", str(tmp_path / "two.ensemble.json"), "--out", str(tmp_path / "x.safetensors")]) != 0
+    assert "needs one PyTorch network" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -360,3 +360,12 @@ def test_val_tta_selects_on_the_scores_inference_gives(tmp_path, fer_csv):
     val_loss = pd_logs(result.run_dir).dropna(subset=["val_loss"]).val_loss.iloc[-1]
     assert crops.metrics["nll"] == pytest.approx(val_loss, abs=1e-4)
     assert evaluate(clf, fer_csv, split="PublicTest").metrics["nll"] != pytest.approx(val_loss, abs=1e-4)
+
+
+@pytest.mark.parametrize(("argv0", "expected"), [("/venv/bin/ferlab", True), ("/repo/src/ferlab/__main__.py", True),
+                                                  ("/usr/bin/pytest", False), ("/x/__main__.py", False)])
+def test_card_command_is_recorded_for_the_cli_and_python_m(monkeypatch, argv0, expected):
+    from ferlab.training.train import _run_as_ferlab
+
+    monkeypatch.setattr("sys.argv", [argv0, "train"])
+    assert _run_as_ferlab() is expected

@@ -448,6 +448,31 @@ def _cmd_experiments(args: argparse.Namespace) -> None:
         print(f"report: {write_report(load_suite(name), args.profile, args.runs, args.reports)}")
 
 
+def _cmd_save(args: argparse.Namespace) -> None:
+    import torch
+
+    from ferlab.classifier import load, require_network
+    from ferlab.evaluation import evaluate
+
+    clf = require_network(load(args.model), "ferlab save")
+    if args.half:  # round in memory first, so the card below measures the weights the file will hold
+        with torch.no_grad():
+            for t in clf.model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half())
+    old = clf.card.get("metrics") or {}
+    if not args.keep_metrics:
+        split = old.get("split", "val")
+        result = evaluate(clf, _model_data(clf, args.data), split=split, tta="none", batch_size=args.batch_size)
+        # the card's numbers came from the training device (a GPU, mixed precision): these are the file's own
+        clf.card["metrics"] = {"split": split, **result.summary_metrics(),
+                               **({"logged": old["logged"]} if "logged" in old else {})}
+    path = clf.save(args.out, half=args.half)
+    m = clf.card.get("metrics") or {}
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its .json card"
+          + (f": {m['split']} accuracy {m['accuracy']:.4f}" if "accuracy" in m else ""))
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     from ferlab.classifier import load
     from ferlab.onnx import export_onnx, load_onnx
@@ -542,6 +567,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("save", help="write one network (run folder, checkpoint or file) as a .safetensors file, "
+                       "its card's metrics measured again on the weights it holds")
+    p.add_argument("model", help="bundled name, model file, checkpoint or run folder")
+    p.add_argument("--out", required=True, help="the .safetensors file to write (its card beside it as .json)")
+    p.add_argument("--half", action="store_true", help="store float weights as float16: half the file")
+    p.add_argument("--data", help="the data of the card's split (default: the model's training data)")
+    p.add_argument("--keep-metrics", action="store_true", help="copy the card's metrics instead of measuring")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=_cmd_save)
 
     p = sub.add_parser("explain", help="saliency maps, kernels, activations and maximising images")
     p.add_argument("source", nargs="*", help="face crops or photos (faces are found first)")

@@ -74,6 +74,13 @@ def ema_with_warmup(decay: float):
     return average
 
 
+def _run_as_ferlab() -> bool:
+    """Whether this process is the ``ferlab`` CLI (its script or ``python -m ferlab``), whose arguments are
+    the command that reproduces the run."""
+    argv0 = Path(sys.argv[0])
+    return argv0.name == "ferlab" or (argv0.name == "__main__.py" and argv0.parent.name == "ferlab")
+
+
 def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides: list[str] | None = None, *,
           resume: str | os.PathLike | None = None, dataset: FaceDataset | None = None,
           callbacks: list | None = None, **kwargs: Any) -> TrainResult:
@@ -201,7 +208,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
             "macs_per_face": count_macs(best.model, in_chans, size),
             "date": dt.date.today().isoformat(), "train_seconds": round(seconds, 1),
             "epochs_run": trainer.current_epoch, "hardware": hardware_summary(), "config": cfg.to_dict(),
-            "command": " ".join(["ferlab", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ferlab" else None}
+            "command": " ".join(["ferlab", *sys.argv[1:]]) if _run_as_ferlab() else None}
     clf = Classifier(best.model, best.label_set, best.preprocessing, card)
     # temperature scaling on the validation split: same predictions, honest confidences (kept only if it helps)
     calibration, calibration_probs = calibrate(clf, data.split("val"), batch_size=cfg.trainer.eval_batch_size)
