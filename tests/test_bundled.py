@@ -17,7 +17,8 @@ CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date
 
 
 @pytest.mark.parametrize("name", ["emotion", "emotion-born-again", "emotion-base", "emotion-mobilenet",
-                                  "emotion-efficientnet", "emotion-efficientnet-ferplus", "gender"])
+                                  "emotion-efficientnet", "emotion-efficientnet-ferplus", "emotion-vgg",
+                                  "emotion-vgg-seed1", "gender"])
 def test_bundled_model_loads_with_a_complete_card(name):
     assert name in bundled_models()
     clf = ferlab.load(name)
@@ -43,7 +44,7 @@ def test_imagenet_finetuned_model_loads_without_the_weight_package(monkeypatch, 
 
 
 @pytest.mark.parametrize("name", ["emotion", "emotion-mobilenet", "emotion-efficientnet",
-                                  "emotion-efficientnet-ferplus"])
+                                  "emotion-efficientnet-ferplus", "emotion-vgg", "emotion-vgg-seed1"])
 def test_emotion_card_reproduces_on_publictest(name):
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
