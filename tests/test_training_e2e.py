@@ -283,6 +283,51 @@ def test_offline_distillation_from_an_ensemble(tmp_path, fer_csv):
         ferlab.train(_config(tmp_path, fer_csv), [*TINY, "loss.distill_from=[]"])
 
 
+def test_offline_distillation_on_stored_augmented_views(tmp_path, fer_csv):
+    """distill_views: the teachers score N augmented views of every training face once; epoch e trains on view
+    e mod N, so the student's input is exactly the one its targets were scored on."""
+    teacher = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"]).run_dir
+    overrides = [*TINY, f"loss.distill_from={teacher}", "loss.distill_offline=true", "loss.distill_views=2",
+                 "loss.distill_tta=none", "augment.rotate=20", "augment.hflip=true", "augment.erasing=0.5"]
+    result = ferlab.train(_config(tmp_path, fer_csv), overrides)
+    assert pd_logs(result.run_dir)["distill_loss"].notna().any()
+
+    from ferlab.training.datamodule import FERDataModule
+    from ferlab.training.module import ClassifierModule
+
+    module = ClassifierModule.load_from_checkpoint(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    data = FERDataModule(module.cfg)
+    data.setup()
+    faces = data.split("train").images
+    bank = module.make_view_bank(faces)
+    assert bank.shape == (2, *faces.shape) and bank.dtype == torch.uint8
+    assert torch.equal(bank, module.make_view_bank(faces))  # seeded: a resumed run draws the same views
+    assert not torch.equal(bank[0], bank[1]) and not torch.equal(bank[0], faces)
+    # the run cached the teachers' scores of those views in its folder, for a resume to reuse
+    cached = torch.load(result.run_dir / "distill_views.pt", weights_only=True)
+    assert cached["about"] == {"teachers": str(teacher), "tta": "none", "views": 2, "seed": 0, "faces": len(faces)}
+    scores = [torch.log_softmax(ferlab.load(teacher).logits(view), 1) for view in bank]
+    torch.testing.assert_close(cached["table"], torch.stack(scores))
+
+    # a training step reads the view of its epoch (0 outside a trainer) and that view's targets, not augment.*
+    module.__dict__.update(view_bank=bank, teacher_table=cached["table"])
+    module.eval()
+    module.log = lambda *a, **k: None
+    module.augment = lambda *a, **k: pytest.fail("the stored view is augmented already")
+    index, labels = torch.tensor([3, 0, 5]), torch.tensor([1, 2, 3])
+    logits = module(module._inputs(bank[0][index], train=False)).float()
+    t = module.cfg.loss.distill_temperature
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), torch.log_softmax(scores[0][index] / t, 1),
+                                    log_target=True, reduction="batchmean")
+    expected = 0.5 * module.criterion(logits, labels) + 0.5 * t * t * kl
+    torch.testing.assert_close(module.training_step((faces[index], labels, index), 0), expected)
+
+    for change, refusal in (("loss.distill_offline=false", "distill_offline: true"),
+                            ("augment.resize_from=32", "resize_from"), ("loss.distill_from=null", "name the teachers")):
+        with pytest.raises(ConfigError, match=refusal):
+            ferlab.train(_config(tmp_path, fer_csv), [*overrides, change])
+
+
 def pd_logs(run):
     import pandas as pd
 

@@ -101,7 +101,13 @@ class LossConfig:
     # the unaugmented training images once, at the start of the run, as ferlab.load gives them (any input size
     # or preprocessing), and every augmented view of an image learns from that. Far cheaper for big ensembles
     # and many-view TTA; the targets no longer follow the augmentation, which costs accuracy (README, Bundled model)
+    # unless distill_views is set
     distill_offline: bool = False
+    # offline only: N > 0 draws N augmented views of every training image once (augment.*, from the run's seed),
+    # the teachers score those, and epoch e trains on view e mod N, so the student sees exactly the image its
+    # targets were scored on (the consistent teacher of Beyer et al. 2022, stored as in Shen & Xing's FKD, 2022).
+    # Costs N times the scoring, and N times the training images' memory (uint8)
+    distill_views: int = 0
 
 
 @dataclass
@@ -178,7 +184,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "augment.erasing": (0, 1), "augment.mixup": (0, 10), "augment.cutmix": (0, 10), "augment.mix_prob": (0, 1),
     "augment.resize_from": (8, 1024), "augment.resize_until": (0, 100000),
     "loss.label_smoothing": (0, 0.5), "loss.focal_gamma": (0, 10), "loss.distill_weight": (0, 1),
-    "loss.distill_temperature": (0.1, 100),
+    "loss.distill_temperature": (0.1, 100), "loss.distill_views": (0, 1000),
     "optim.lr": (1e-8, 10), "optim.weight_decay": (0, 1), "optim.momentum": (0, 1),
     "scheduler.patience": (0, 1000), "scheduler.factor": (1e-4, 1), "scheduler.min_lr": (0, 1),
     "scheduler.warmup_epochs": (0, 1000), "scheduler.pct_start": (0.01, 0.99),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ferlab.data import BatchAugment, Preprocessing, cutmix, mixup
 from ferlab.errors import ConfigError
+from ferlab.io import atomic_save
 from ferlab.models import create_model
 from ferlab.training.config import ExperimentConfig, config_from_dict, expand_path
 from ferlab.training.losses import SoftTargetLoss
@@ -68,8 +70,25 @@ class ClassifierModule(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         # set through __dict__: the teachers are no submodules, so they stay out of checkpoints and the EMA copy
         self.__dict__["teachers"] = self._load_teachers(card) if self.cfg.loss.distill_from is not None else []
-        # offline distillation: the teachers' log-probabilities for every training image (row = train split index)
+        # offline distillation: the teachers' log-probabilities for every training image (row = train split index),
+        # with loss.distill_views one such table per view, and the views themselves (uint8, on the CPU)
         self.__dict__["teacher_table"] = None
+        self.__dict__["view_bank"] = None
+        self._check_distill_views()
+
+    def _check_distill_views(self) -> None:
+        loss, views = self.cfg.loss, self.cfg.loss.distill_views
+        if not views:
+            return
+        if loss.distill_from is None:
+            raise ConfigError(f"loss.distill_views={views} without loss.distill_from: name the teachers, or set "
+                              f"loss.distill_views: 0")
+        if not loss.distill_offline:
+            raise ConfigError(f"loss.distill_views={views} stores teacher targets, which is offline distillation: set "
+                              f"loss.distill_offline: true, or loss.distill_views: 0 to distil online")
+        if self.cfg.augment.resize_from:
+            raise ConfigError(f"loss.distill_views={views}: the stored views are drawn at one size, so they cannot "
+                              f"follow augment.resize_from; drop one of the two")
 
     def _load_teachers(self, card: dict[str, Any]) -> list:
         from ferlab.classifier import Ensemble, load
@@ -122,6 +141,38 @@ class ClassifierModule(L.LightningModule):
             out.append(torch.stack([F.log_softmax(t.logits(faces, tta=tta).float(), 1) for t in self.teachers]).mean(0))
         return torch.cat(out)
 
+    @torch.no_grad()
+    def make_view_bank(self, images: torch.Tensor) -> torch.Tensor:
+        """``loss.distill_views`` augmented views of uint8 faces (N, C, H, W) -> uint8 (views, N, C, H, W), drawn
+        from a generator seeded by the run's seed (a resumed run draws the same). The faces are augmented as
+        stored, before any preprocessing, so teachers and student each preprocess a view as they would a face."""
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        bank = torch.empty((self.cfg.loss.distill_views, *images.shape), dtype=torch.uint8)
+        chunk = 2048  # fixed: the random draws follow the chunks, so another size would give other views
+        for view in bank:
+            for start in range(0, len(images), chunk):
+                x = images[start:start + chunk].cpu().float().div_(255.0)
+                view[start:start + chunk] = self.augment(x, generator).mul_(255.0).round_().clamp_(0, 255)
+        return bank
+
+    def _teacher_targets(self, images: torch.Tensor) -> torch.Tensor:
+        """The offline table: the teachers' scores of the training faces, or of each stored view of them. The
+        views' scores are cached in the run folder, so a resumed run does not score them again."""
+        views = self.cfg.loss.distill_views
+        if not views:
+            return self.score_training_images(images)
+        self.__dict__["view_bank"] = self.make_view_bank(images)
+        cache = Path(self.trainer.default_root_dir) / "distill_views.pt"
+        about = {"teachers": self.cfg.loss.distill_from, "tta": self.cfg.loss.distill_tta, "views": views,
+                 "seed": self.cfg.seed, "faces": len(images)}
+        if cache.is_file():
+            stored = torch.load(cache, weights_only=True)
+            if stored["about"] == about:
+                return stored["table"]
+        table = torch.stack([self.score_training_images(view) for view in self.view_bank])
+        atomic_save(cache, lambda tmp: torch.save({"about": about, "table": table}, tmp))
+        return table
+
     def on_fit_start(self) -> None:
         if self.teachers and self.cfg.loss.distill_offline and self.teacher_table is None:
             train = self.trainer.datamodule.split("train")
@@ -129,9 +180,11 @@ class ClassifierModule(L.LightningModule):
                 if isinstance(teacher, torch.nn.Module):  # an ONNX teacher runs on the CPU
                     teacher.to(self.device)
             start = time.perf_counter()
-            self.__dict__["teacher_table"] = self.score_training_images(train.images).to(self.device)
+            self.__dict__["teacher_table"] = self._teacher_targets(train.images).to(self.device)
             if self.cfg.trainer.progress != "none":  # minutes of silence otherwise, before the first epoch
-                print(f"offline distillation: {len(self.teachers)} teacher(s) scored {len(train)} training images "
+                views = self.cfg.loss.distill_views
+                what = f"{views} augmented views of {len(train)}" if views else f"{len(train)}"
+                print(f"offline distillation: {len(self.teachers)} teacher(s) scored {what} training images "
                       f"({self.cfg.loss.distill_tta} TTA) in {time.perf_counter() - start:.0f} s", flush=True)
 
     @torch.no_grad()
@@ -141,7 +194,10 @@ class ClassifierModule(L.LightningModule):
         t = self.cfg.loss.distill_temperature
         if self.cfg.loss.distill_offline:
             # log_softmax(mean log p / T) is the softmax of the mean logits / T: the same softening as online
-            scores = self.teacher_table[index.to(self.teacher_table.device)] / t
+            table = self.teacher_table
+            if self.cfg.loss.distill_views:  # one table per stored view
+                table = table[self.current_epoch % self.cfg.loss.distill_views]
+            scores = table[index.to(table.device)] / t
         else:
             scores = torch.stack([mean_log_probs(teacher.model.to(x.device), x, self.cfg.loss.distill_tta, t)
                                   for teacher in self.teachers]).mean(0)
@@ -184,7 +240,12 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets, index = batch
-        x = self._inputs(images, train=True)
+        if self.view_bank is not None:
+            # the stored view that the teachers scored, augmented already: the student sees what they saw
+            view = self.view_bank[self.current_epoch % self.cfg.loss.distill_views]
+            x = self._inputs(view[index.cpu()].to(images.device), train=False)
+        else:
+            x = self._inputs(images, train=True)
         if targets.ndim == 1:
             targets = F.one_hot(targets, self.num_classes).float()
         a = self.cfg.augment
