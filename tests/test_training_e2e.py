@@ -305,9 +305,22 @@ def test_offline_distillation_on_stored_augmented_views(tmp_path, fer_csv):
     assert not torch.equal(bank[0], bank[1]) and not torch.equal(bank[0], faces)
     # the run cached the teachers' scores of those views in its folder, for a resume to reuse
     cached = torch.load(result.run_dir / "distill_views.pt", weights_only=True)
-    assert cached["about"] == {"teachers": str(teacher), "tta": "none", "views": 2, "seed": 0, "faces": len(faces)}
+    assert cached["about"] == module.view_scores_about(faces)
+    assert cached["about"]["teachers"] == str(teacher) and cached["about"]["augment"][0] == 20
     scores = [torch.log_softmax(ferlab.load(teacher).logits(view), 1) for view in bank]
     torch.testing.assert_close(cached["table"], torch.stack(scores))
+    # another student of the same teachers reads the scores from a shared file instead of scoring again: taught
+    # only by a table planted there, in which every view is 'disgust', it predicts 'disgust'; other views are
+    # refused, and the file is kept
+    shared = tmp_path / "scores.pt"
+    planted = torch.log_softmax(torch.zeros_like(cached["table"]).index_fill_(2, torch.tensor([1]), 20.0), 2)
+    torch.save({"about": cached["about"], "table": planted}, shared)
+    student = [*overrides, f"loss.distill_cache={shared}", "loss.distill_weight=1"]
+    taught = ferlab.load(ferlab.train(_config(tmp_path, fer_csv), student).run_dir)
+    assert (taught.logits(faces).argmax(1) == 1).float().mean() > 0.9
+    with pytest.raises(ConfigError, match="differ in augment"):
+        ferlab.train(_config(tmp_path, fer_csv), [*student, "augment.rotate=5"])
+    assert torch.equal(torch.load(shared, weights_only=True)["table"], planted)
 
     # a training step reads the view of its epoch (0 outside a trainer) and that view's targets, not augment.*
     module.__dict__.update(view_bank=bank, teacher_table=cached["table"])
@@ -323,9 +336,10 @@ def test_offline_distillation_on_stored_augmented_views(tmp_path, fer_csv):
     torch.testing.assert_close(module.training_step((faces[index], labels, index), 0), expected)
 
     for change, refusal in (("loss.distill_offline=false", "distill_offline: true"),
-                            ("augment.resize_from=32", "resize_from"), ("loss.distill_from=null", "name the teachers")):
+                            ("augment.resize_from=32", "resize_from"), ("loss.distill_from=null", "name the teachers"),
+                            ("loss.distill_views=0", "distill_cache")):
         with pytest.raises(ConfigError, match=refusal):
-            ferlab.train(_config(tmp_path, fer_csv), [*overrides, change])
+            ferlab.train(_config(tmp_path, fer_csv), [*student, change])
 
 
 def pd_logs(run):

@@ -108,6 +108,9 @@ class LossConfig:
     # targets were scored on (the consistent teacher of Beyer et al. 2022, stored as in Shen & Xing's FKD, 2022).
     # Costs N times the scoring, and N times the training images' memory (uint8)
     distill_views: int = 0
+    # the file of those views' scores: read when it holds the same teachers, views and faces, written otherwise
+    # (so several students share one scoring); null: distill_views.pt in the run folder
+    distill_cache: str | None = None
 
 
 @dataclass

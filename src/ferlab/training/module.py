@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from pathlib import Path
@@ -79,6 +80,9 @@ class ClassifierModule(L.LightningModule):
     def _check_distill_views(self) -> None:
         loss, views = self.cfg.loss, self.cfg.loss.distill_views
         if not views:
+            if loss.distill_cache:
+                raise ConfigError("loss.distill_cache holds the scores of stored views: set loss.distill_views to "
+                                  "their number, or drop loss.distill_cache")
             return
         if loss.distill_from is None:
             raise ConfigError(f"loss.distill_views={views} without loss.distill_from: name the teachers, or set "
@@ -155,20 +159,33 @@ class ClassifierModule(L.LightningModule):
                 view[start:start + chunk] = self.augment(x, generator).mul_(255.0).round_().clamp_(0, 255)
         return bank
 
+    def view_scores_about(self, images: torch.Tensor) -> dict[str, Any]:
+        """What the stored views' scores depend on: teachers, their TTA, the views (count, seed, augmentation)
+        and the training faces (count and SHA-1); a cache is reused only when all of it matches."""
+        a = self.cfg.augment
+        return {"teachers": self.cfg.loss.distill_from, "tta": self.cfg.loss.distill_tta,
+                "views": self.cfg.loss.distill_views, "seed": self.cfg.seed,
+                "augment": [a.rotate, a.shift, a.shear, a.zoom, a.hflip, a.erasing], "faces": len(images),
+                "faces_sha1": hashlib.sha1(images.cpu().numpy().tobytes()).hexdigest()}
+
     def _teacher_targets(self, images: torch.Tensor) -> torch.Tensor:
         """The offline table: the teachers' scores of the training faces, or of each stored view of them. The
-        views' scores are cached in the run folder, so a resumed run does not score them again."""
-        views = self.cfg.loss.distill_views
-        if not views:
+        views' scores are cached (loss.distill_cache, or the run folder), so a resumed run, or another student
+        of the same teachers on the same views, does not score them again."""
+        if not self.cfg.loss.distill_views:
             return self.score_training_images(images)
         self.__dict__["view_bank"] = self.make_view_bank(images)
-        cache = Path(self.trainer.default_root_dir) / "distill_views.pt"
-        about = {"teachers": self.cfg.loss.distill_from, "tta": self.cfg.loss.distill_tta, "views": views,
-                 "seed": self.cfg.seed, "faces": len(images)}
+        cache = Path(expand_path(self.cfg.loss.distill_cache) if self.cfg.loss.distill_cache
+                     else Path(self.trainer.default_root_dir) / "distill_views.pt")
+        about = self.view_scores_about(images)
         if cache.is_file():
             stored = torch.load(cache, weights_only=True)
-            if stored["about"] == about:
+            if stored.get("about") == about:
                 return stored["table"]
+            if self.cfg.loss.distill_cache:  # named on purpose: scoring anew would overwrite someone's file
+                differ = sorted(k for k in about if stored.get("about", {}).get(k) != about[k])
+                raise ConfigError(f"loss.distill_cache={cache} holds scores of other views or teachers (they differ "
+                                  f"in {', '.join(differ)}); name a new file, or delete that one")
         table = torch.stack([self.score_training_images(view) for view in self.view_bank])
         atomic_save(cache, lambda tmp: torch.save({"about": about, "table": table}, tmp))
         return table
