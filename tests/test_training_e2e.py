@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import lightning as L
@@ -68,6 +69,39 @@ def test_resume_continues_from_last_checkpoint(tmp_path, fer_csv):
     # the metrics of the first epoch survive the resume, beside those of the second
     logs = pd_logs(first.run_dir)
     assert sorted(logs.dropna(subset=["val_acc"])["epoch"].unique()) == [0, 1]
+
+
+class _Stopwatch(L.Callback):
+    """Sleeps ``pause`` seconds per epoch (a slow first segment) and times the fit it is part of."""
+
+    def __init__(self, pause=0.0):
+        self.pause, self.start, self.end = pause, None, None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        time.sleep(self.pause)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.end = time.perf_counter()
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")
+def test_resumed_run_reports_the_training_time_of_all_segments(tmp_path, fer_csv):
+    first = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"], callbacks=[_Stopwatch(pause=2.0)])
+    before = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
+    assert 2.0 <= before["seconds"] <= first.seconds
+    (first.run_dir / "config.yaml").write_text((first.run_dir / "config.yaml").read_text().replace(
+        "epochs: 1", "epochs: 2"))
+    watch = _Stopwatch()
+    resumed = ferlab.train(resume=first.run_dir, callbacks=[watch])
+    # the second segment alone is shorter than the first's 2 s pause: only the sum passes
+    assert resumed.seconds >= before["seconds"] + (watch.end - watch.start)
+    card = ferlab.load(resumed.model_path).card
+    assert card["train_seconds"] == pytest.approx(resumed.seconds, abs=0.1)
+    summary = json.loads((resumed.run_dir / "summary.json").read_text())
+    assert summary["train_seconds"] == pytest.approx(resumed.seconds)
 
 
 def test_cli_train_evaluate_and_errors(tmp_path, fer_csv, capsys):

@@ -52,6 +52,34 @@ class EpochLog(L.Callback):
         print("  ".join(parts), file=sys.stdout, flush=True)
 
 
+class TrainingClock(L.Callback):
+    """Wall time of a run summed over its segments: each checkpoint stores the seconds trained up to it, and
+    ``--resume`` starts counting from there, so a paused run reports its whole training time, not the last leg.
+
+    Time between the last checkpoint and an interruption is not counted: the resumed run redoes that work.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds of earlier segments, restored from the checkpoint resumed from
+        self._start: float | None = None
+
+    def start(self) -> None:
+        """Starts this segment's clock (called just before ``Trainer.fit``, so setup work counts too)."""
+        self._start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Seconds trained so far, earlier segments included."""
+        return self.before + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # checkpoints written before this callback existed carry no state: Lightning skips the call for them
+        self.before = float(state_dict.get("seconds", 0.0))
+
+
 class ValidateFrom(L.Callback):
     """No validation before epoch ``first`` (1-based), every epoch from then on.
 

@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     from ferlab.evaluation import evaluate, plot_training_curves
     from ferlab.evaluation.calibration import apply_calibration, calibrate, save_calibration
     from ferlab.models import count_macs, count_parameters
-    from ferlab.training.callbacks import AtomicCheckpointIO, ValidateFrom
+    from ferlab.training.callbacks import AtomicCheckpointIO, TrainingClock, ValidateFrom
     from ferlab.training.datamodule import FERDataModule
     from ferlab.training.module import ClassifierModule
 
@@ -154,8 +153,9 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
     # written (the monitored metric improved), and --resume must continue from the last finished epoch
     last_ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                                 save_on_train_epoch_end=True, enable_version_counter=False)
-    callbacks = [best_ckpt, last_ckpt, LearningRateMonitor("epoch"), *_progress_callbacks(cfg.trainer.progress),
-                 *(callbacks or [])]
+    clock = TrainingClock()
+    callbacks = [best_ckpt, last_ckpt, clock, LearningRateMonitor("epoch"),
+                 *_progress_callbacks(cfg.trainer.progress), *(callbacks or [])]
     if cfg.trainer.early_stopping or cfg.trainer.stop_at is not None:
         # without early stopping the patience never runs out, and only the threshold stops the run
         callbacks.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping or cfg.trainer.epochs + 1,
@@ -185,7 +185,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         log_every_n_steps=max(1, min(20, len(train_split) // cfg.trainer.batch_size)),
         benchmark=cuda,
     )
-    start = time.perf_counter()
+    clock.start()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     except SystemExit as exc:
@@ -196,7 +196,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
             raise KeyboardInterrupt(f"training interrupted; the last finished epoch is in {run_dir}/checkpoints/"
                                     f"last.ckpt: continue with 'ferlab train --resume {run_dir}'") from exc
         raise
-    seconds = time.perf_counter() - start
+    seconds = clock.seconds  # all segments of a resumed run, not only this one
 
     # without a validated epoch (the time budget ran out before trainer.validate_from) the final weights are the model
     best_path = Path(best_ckpt.best_model_path or run_dir / "checkpoints" / "last.ckpt")
