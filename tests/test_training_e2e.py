@@ -57,12 +57,16 @@ def test_train_load_evaluate_reproduces_logged_accuracy(tmp_path, fer_csv):
     torch.testing.assert_close(from_ckpt.logits(x), clf.logits(x) * clf.temperature)
 
 
+def _extend_to_two_epochs(run):
+    """Lets a finished one-epoch run be resumed for a second epoch."""
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("epochs: 1", "epochs: 2"))
+
+
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists")  # expected: resuming writes beside it
 def test_resume_continues_from_last_checkpoint(tmp_path, fer_csv):
     first = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"])
     first_steps = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    (first.run_dir / "config.yaml").write_text((first.run_dir / "config.yaml").read_text().replace(
-        "epochs: 1", "epochs: 2"))
+    _extend_to_two_epochs(first.run_dir)
     resumed = ferlab.train(resume=first.run_dir)
     ckpt = torch.load(resumed.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 * first_steps and resumed.run_dir == first.run_dir
@@ -92,8 +96,7 @@ def test_resumed_run_reports_the_training_time_of_all_segments(tmp_path, fer_csv
     first = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"], callbacks=[_Stopwatch(pause=2.0)])
     before = torch.load(first.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
     assert 2.0 <= before["seconds"] <= first.seconds
-    (first.run_dir / "config.yaml").write_text((first.run_dir / "config.yaml").read_text().replace(
-        "epochs: 1", "epochs: 2"))
+    _extend_to_two_epochs(first.run_dir)
     watch = _Stopwatch()
     resumed = ferlab.train(resume=first.run_dir, callbacks=[watch])
     # the second segment alone is shorter than the first's 2 s pause: only the sum passes

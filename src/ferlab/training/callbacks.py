@@ -57,6 +57,8 @@ class TrainingClock(L.Callback):
     ``--resume`` starts counting from there, so a paused run reports its whole training time, not the last leg.
 
     Time between the last checkpoint and an interruption is not counted: the resumed run redoes that work.
+    Lightning's ``Timer`` persists its time too, but only from ``on_train_start``: it would leave out the setup
+    inside ``Trainer.fit`` (offline teachers scoring the training set), which ``train_seconds`` has always held.
     """
 
     def __init__(self) -> None:
