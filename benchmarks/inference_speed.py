@@ -1,6 +1,6 @@
 """Inference speed on this machine: classifier faces/s, single-face latency, photo and video pipeline.
 
-    python benchmarks/inference_speed.py [--model emotion] [--backend torch|onnx] [--photo PATH] [--repeats 5]
+    python benchmarks/inference_speed.py [--model emotion] [--backend torch|onnx|onnx-int8] [--photo PATH] [--repeats 5]
 
 - classifier: batches of 256 face crops (faces/s) and one face at a time (ms), median of ``--repeats``,
   without and with flip test-time augmentation;
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ferlab.backends import BACKENDS
 from ferlab.classifier import load
 from ferlab.data.readers import default_data_root
 from ferlab.pipeline import Recognizer
@@ -46,8 +47,9 @@ def main() -> None:
     parser.add_argument("--model", default="emotion")
     parser.add_argument("--photo", default=str(default_data_root() / "photos" / "six_people.jpg"))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                        help="classifier backend: PyTorch (BN-folded, channels-last) or ONNX Runtime")
+    parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                        help="classifier backend: PyTorch (BN-folded, channels-last), ONNX Runtime, or ONNX "
+                        "Runtime on the model's bundled int8 graph")
     parser.add_argument("--out", help="JSON results (default: benchmarks/results/inference_speed[_onnx].json)")
     args = parser.parse_args()
     args.out = args.out or str(RESULTS / f"inference_speed{'' if args.backend == 'torch' else '_' + args.backend}.json")

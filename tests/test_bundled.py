@@ -10,7 +10,7 @@ import pytest
 import ferlab
 from ferlab.classifier import bundled_models
 
-from conftest import FER_CSV, SHARED
+from conftest import FER_CSV, SHARED, int8_tolerance
 
 CARD_KEYS = {"architecture", "labels", "preprocessing", "data", "metrics", "date", "train_seconds", "hardware",
              "config", "parameters", "macs_per_face"}
@@ -54,6 +54,22 @@ def test_emotion_card_reproduces_on_publictest(name):
     result = evaluate(clf, FER_CSV, split="PublicTest")
     assert result.metrics["n"] == 3574
     assert result.accuracy == pytest.approx(clf.card["metrics"]["accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["emotion", "emotion-vgg", "emotion-vgg-seed1", "emotion-efficientnet-ferplus"])
+def test_int8_graph_card_reproduces_on_publictest(name):
+    pytest.importorskip("onnxruntime", reason="int8 graphs run in ONNX Runtime: pip install 'ferlab[onnx]'")
+    if not FER_CSV.is_file():
+        pytest.skip(f"shared FER2013 data not found at {FER_CSV}")
+    from ferlab.evaluation import evaluate
+
+    clf = ferlab.load(name, backend="onnx-int8")
+    card = clf.card
+    assert card["float_metrics"]["accuracy"] == ferlab.load(name).card["metrics"]["accuracy"]
+    assert card["quantization"]["command"].startswith(f"ferlab export {name} --int8")
+    assert card["quantization"]["weights"].startswith("int7")  # no 16-bit saturation: the same score on any CPU
+    result = evaluate(clf, FER_CSV, split="PublicTest")
+    assert result.accuracy == pytest.approx(card["metrics"]["accuracy"], abs=int8_tolerance(card))
 
 
 def test_emotion_accurate_is_an_ensemble_of_bundled_models():

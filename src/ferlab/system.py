@@ -18,6 +18,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def int8_dot_product() -> str:
+    """The CPU's 8-bit dot-product instructions (``avx512_vnni``, ``avx_vnni``), or ``none``: without them
+    int8 graphs run slower and their uint8 x int8 sums can saturate, so int8 numbers hold for one kind of CPU."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return next((f for f in ("avx512_vnni", "avx_vnni") if f in flags), "none")
+
+
 def hardware_summary() -> str:
     """``'NVIDIA H100 ...'`` when training on a GPU, else ``'<cpu>, N cores, torch X (CPU)'``."""
     import torch
