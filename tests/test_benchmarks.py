@@ -44,6 +44,7 @@ def test_time_to_accuracy_stops_at_the_target_and_takes_the_median(tmp_path, fer
     minutes = sorted(r["wall_seconds"] / 60 for r in result["runs"])
     assert result["median_minutes"] == pytest.approx(sum(minutes) / 2, abs=0.01)
     assert "| median | 2/2 |" in printed and result["machine"]["cores"] >= 1
+    assert result["machine"]["int8_dot_product"] in {"avx512_vnni", "avx_vnni", "none", "unknown"}
     # an unreachable target runs every epoch and is reported as not reached, not as a time
     result, printed = _run(tmp_path, config, "1.01", ["0"])
     assert not result["runs"][0]["reached"] and result["runs"][0]["epochs_run"] == 3
