@@ -31,6 +31,19 @@ BUNDLED_DIR = Path(__file__).parent / "weights"
 INT8_SUFFIX = ".int8.onnx"  # a bundled model's int8 graph (ferlab export --int8) beside its weights
 
 
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with every BatchNorm folded into the conv before it, in channels-last
+    memory layout: the same function, about twice as fast on CPU for these small networks. ``model`` itself,
+    unchanged, when torch.fx cannot trace it."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
+    except Exception as exc:  # torch.fx cannot trace some control flow; run the model as it is
+        warnings.warn(f"running {type(model).__name__} unfused: {exc}", stacklevel=3)
+        return model
+
+
 def bundled_models() -> list[str]:
     """Names of the models shipped inside the package, ensembles of them included (``ferlab.load(name)``
     works offline)."""
@@ -95,14 +108,7 @@ class Classifier(nn.Module):
         if not self.optimize or self.device.type != "cpu" or self.model.training:
             return self.model
         if self._fused is None:
-            from torch.fx.experimental.optimization import fuse
-
-            try:
-                fused = fuse(copy.deepcopy(self.model).eval())
-            except Exception as exc:  # torch.fx cannot trace some control flow; run the model as it is
-                warnings.warn(f"running {type(self.model).__name__} unfused: {exc}", stacklevel=3)
-                fused = self.model
-            self.__dict__["_fused"] = fused.to(memory_format=torch.channels_last)
+            self.__dict__["_fused"] = inference_copy(self.model)
         return self._fused
 
     @property

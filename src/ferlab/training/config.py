@@ -120,6 +120,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     nesterov: bool = False
+    # one fused kernel for the whole update (sgd, adam, adamw) instead of a loop over the tensors; off by
+    # default, since its rounding differs a little from the loop that trained the bundled models
+    fused: bool = False
 
 
 @dataclass

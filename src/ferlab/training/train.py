@@ -80,6 +80,17 @@ def _run_as_ferlab() -> bool:
     return argv0.name == "ferlab" or (argv0.name == "__main__.py" and argv0.parent.name == "ferlab")
 
 
+def _check_combinations(cfg: ExperimentConfig) -> None:
+    """Refuse settings that are valid one by one but not together, before the run folder is made."""
+    if cfg.optim.fused and cfg.optim.name == "nadam":
+        raise ConfigError("optim.fused: torch has no fused NAdam; use optim.name=adamw (or adam, sgd) with it, "
+                          "or optim.fused=false")
+    if cfg.trainer.validate_from > 1 and cfg.scheduler.name == "plateau":
+        raise ConfigError(f"trainer.validate_from={cfg.trainer.validate_from} leaves the plateau scheduler "
+                          f"without a validation loss in early epochs: use scheduler.name=cosine or onecycle, "
+                          f"or trainer.validate_from=1")
+
+
 def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides: list[str] | None = None, *,
           resume: str | os.PathLike | None = None, dataset: FaceDataset | None = None,
           callbacks: list | None = None, **kwargs: Any) -> TrainResult:
@@ -121,6 +132,7 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
         cfg = load_config(run_dir / "config.yaml")
     else:
         cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, **kwargs)
+        _check_combinations(cfg)
         run_dir = _new_run_dir(cfg)
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
@@ -162,10 +174,6 @@ def train(config: ExperimentConfig | str | os.PathLike | None = None, overrides:
                                        mode=mode, stopping_threshold=cfg.trainer.stop_at,
                                        check_on_train_epoch_end=False))  # after each validation (validate_from)
     if cfg.trainer.validate_from > 1:
-        if cfg.scheduler.name == "plateau":
-            raise ConfigError(f"trainer.validate_from={cfg.trainer.validate_from} leaves the plateau scheduler "
-                              f"without a validation loss in early epochs: use scheduler.name=cosine or onecycle, "
-                              f"or trainer.validate_from=1")
         callbacks.append(ValidateFrom(cfg.trainer.validate_from))
     if cfg.trainer.ema_decay:
         from lightning.pytorch.callbacks import WeightAveraging
