@@ -18,6 +18,9 @@ pytestmark = pytest.mark.slow
 
 TINY = ["model.name=maastricht_cnn4", "trainer.epochs=2", "trainer.batch_size=32", "trainer.progress=none",
         "trainer.channels_last=false", "scheduler.name=cosine", "optim.lr=0.01"]
+# the model card a ClassifierModule needs, for tests that build one without a dataset
+MINI_XCEPTION_CARD = {"labels": {"names": list("abcdefg")}, "in_chans": 1, "architecture": "mini_xception",
+                      "preprocessing": {"input_size": 48, "normalize": "symmetric"}}
 
 
 def _config(tmp_path, fer_csv):
@@ -199,14 +202,12 @@ def test_progressive_resizing_schedule():
     from ferlab.training.module import ClassifierModule
 
     cfg = load_config(None, ["augment.resize_from=32", "augment.resize_until=4"])
-    card = {"labels": {"names": list("abcdefg")}, "in_chans": 1, "architecture": "mini_xception",
-            "preprocessing": {"input_size": 48, "normalize": "symmetric"}}
-    module = ClassifierModule(cfg.to_dict(), card)
+    module = ClassifierModule(cfg.to_dict(), MINI_XCEPTION_CARD)
     assert [module.train_size(e) for e in range(6)] == [32, 36, 40, 44, 48, 48]
     module.cfg.augment.resize_from = None
     assert module.train_size(0) == 48
     with pytest.raises(ConfigError, match="resize_from=32.*global pooling"):  # a flatten + dense head
-        ClassifierModule(cfg.to_dict(), card | {"architecture": "maastricht_cnn4"})
+        ClassifierModule(cfg.to_dict(), MINI_XCEPTION_CARD | {"architecture": "maastricht_cnn4"})
 
 
 def test_ferplus_soft_labels_train(tmp_path, fer_csv, ferplus_csv):
@@ -433,12 +434,11 @@ def test_fused_optimiser_follows_the_loop_implementation():
     from ferlab.training.config import load_config
     from ferlab.training.module import ClassifierModule
 
-    card = {"labels": {"names": list("abcdefg")}, "in_chans": 1, "architecture": "mini_xception",
-            "preprocessing": {"input_size": 48, "normalize": "symmetric"}}
     states = []
     for fused in (False, True):
         torch.manual_seed(0)
-        module = ClassifierModule(load_config(None, ["optim.name=adamw", f"optim.fused={fused}"]).to_dict(), card)
+        module = ClassifierModule(load_config(None, ["optim.name=adamw", f"optim.fused={fused}"]).to_dict(),
+                                  MINI_XCEPTION_CARD)
         module.trainer = type("T", (), {"estimated_stepping_batches": 10, "max_epochs": 1})()
         opt = module.configure_optimizers()["optimizer"]
         assert opt.defaults["fused"] is (True if fused else None)
@@ -456,9 +456,7 @@ def test_validation_runs_the_network_with_batchnorm_folded():
     from ferlab.training.config import load_config
     from ferlab.training.module import ClassifierModule
 
-    card = {"labels": {"names": list("abcdefg")}, "in_chans": 1, "architecture": "mini_xception",
-            "preprocessing": {"input_size": 48, "normalize": "symmetric"}}
-    module = ClassifierModule(load_config(None, []).to_dict(), card)
+    module = ClassifierModule(load_config(None, []).to_dict(), MINI_XCEPTION_CARD)
     x = torch.rand(16, 1, 48, 48, generator=torch.Generator().manual_seed(0))
     module.model(x)  # training mode: BatchNorm statistics move off their initial values
     net = module._validation_net(0)
