@@ -242,7 +242,7 @@ def test_ferplus_blend_targets(tmp_path, fer_csv, ferplus_csv):
 def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     teacher = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1"]).run_dir
     student_overrides = [*TINY, "trainer.epochs=1", f"loss.distill_from={teacher}", "loss.distill_weight=0.7",
-                         "loss.distill_temperature=3", "trainer.ema_decay=0.9"]
+                         "loss.distill_temperature=3", "trainer.ema_decay=0.9", "loss.distill_folded=true"]
     result = ferlab.train(_config(tmp_path, fer_csv), student_overrides)
     logs = pd_logs(result.run_dir)
     assert "distill_loss" in logs.columns and logs["distill_loss"].notna().any()
@@ -268,6 +268,16 @@ def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     module.augment = lambda v, size=None: v  # same input as above
     module.log = lambda *a, **k: None
     torch.testing.assert_close(module.training_step((images, labels, torch.arange(8)), 0), expected)
+    from ferlab.tta import mean_log_probs
+
+    # loss.distill_folded: the teachers score through BatchNorm-folded copies, made once, of the same function
+    folded = module._teacher_nets(x.device)
+    assert folded is module._teacher_nets(x.device)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for net in folded for m in net.modules())
+    module.cfg.loss.distill_folded = False
+    assert module._teacher_nets(x.device)[0] is module.teachers[0].model
+    torch.testing.assert_close(module.teacher_log_probs(x), torch.log_softmax(torch.stack(
+        [mean_log_probs(net, x, "flip", t) for net in folded]).mean(0), 1), atol=1e-5, rtol=1e-4)
 
     # a teacher that takes other input is refused with the fix named
     with pytest.raises(ConfigError, match="preprocess"):
@@ -424,7 +434,8 @@ def test_validate_from_skips_early_evaluations(tmp_path, fer_csv, capsys):
 
 def test_settings_that_clash_fail_before_the_run_folder_is_made(tmp_path, fer_csv):
     for clash, match in ((["optim.name=nadam", "optim.fused=true"], "no fused NAdam"),
-                         (["trainer.validate_from=2", "scheduler.name=plateau"], "plateau")):
+                         (["trainer.validate_from=2", "scheduler.name=plateau"], "plateau"),
+                         (["loss.distill_folded=true"], "online")):
         with pytest.raises(ConfigError, match=match):
             ferlab.train(_config(tmp_path, fer_csv), [*TINY, *clash])
     assert not (tmp_path / "runs").exists()

@@ -97,6 +97,10 @@ class LossConfig:
     distill_weight: float = 0.5  # share of the distillation term; the label loss gets the rest
     distill_temperature: float = 2.0
     distill_tta: Literal["none", "flip", "flip-crops", "ten-crop"] = "flip"  # teacher averaged over these views
+    # online, on CPU: the teachers run with their BatchNorms folded into the convs, as ferlab.Classifier runs them
+    # (the same function, faster); off by default, since the rounding differs a little from the unfolded
+    # teachers that taught the bundled models
+    distill_folded: bool = False
     # false: the teachers score every augmented batch (they must take the student's input); true: they score
     # the unaugmented training images once, at the start of the run, as ferlab.load gives them (any input size
     # or preprocessing), and every augmented view of an image learns from that. Far cheaper for big ensembles

@@ -76,6 +76,7 @@ class ClassifierModule(L.LightningModule):
         self.__dict__["teacher_table"] = None
         self.__dict__["view_bank"] = None
         self.__dict__["validation_net"] = None
+        self.__dict__["folded_teachers"] = None  # loss.distill_folded: one folded copy per teacher, made once
         self._check_distill_views()
 
     def _check_distill_views(self) -> None:
@@ -217,10 +218,21 @@ class ClassifierModule(L.LightningModule):
                 table = table[self.current_epoch % self.cfg.loss.distill_views]
             scores = table[index.to(table.device)] / t
         else:
-            scores = torch.stack([mean_log_probs(teacher.model.to(x.device), x, self.cfg.loss.distill_tta, t)
-                                  for teacher in self.teachers]).mean(0)
+            scores = torch.stack([mean_log_probs(net, x, self.cfg.loss.distill_tta, t)
+                                  for net in self._teacher_nets(x.device)]).mean(0)
         # the mean of log-probabilities over views is no distribution: renormalise
         return F.log_softmax(scores, 1)
+
+    def _teacher_nets(self, device: torch.device) -> list[torch.nn.Module]:
+        """The networks that score each batch online: the teachers' own, or on CPU with loss.distill_folded
+        copies with their BatchNorms folded into the convs (they are frozen, so one copy serves the run)."""
+        if not (self.cfg.loss.distill_folded and device.type == "cpu"):
+            return [teacher.model.to(device) for teacher in self.teachers]
+        if self.folded_teachers is None:
+            from ferlab.classifier import inference_copy
+
+            self.__dict__["folded_teachers"] = [inference_copy(teacher.model.cpu()) for teacher in self.teachers]
+        return self.folded_teachers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -85,6 +85,9 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
     if cfg.optim.fused and cfg.optim.name == "nadam":
         raise ConfigError("optim.fused: torch has no fused NAdam; use optim.name=adamw (or adam, sgd) with it, "
                           "or optim.fused=false")
+    if cfg.loss.distill_folded and (cfg.loss.distill_from is None or cfg.loss.distill_offline):
+        raise ConfigError("loss.distill_folded folds the BatchNorms of teachers that score online; offline teachers "
+                          "already score through ferlab.Classifier, which folds them: set loss.distill_folded=false")
     if cfg.trainer.validate_from > 1 and cfg.scheduler.name == "plateau":
         raise ConfigError(f"trainer.validate_from={cfg.trainer.validate_from} leaves the plateau scheduler "
                           f"without a validation loss in early epochs: use scheduler.name=cosine or onecycle, "
