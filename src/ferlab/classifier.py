@@ -29,6 +29,9 @@ from ferlab.tta import mean_log_probs, resolve_tta
 CARD_KEY = "ferlab_model_card"
 BUNDLED_DIR = Path(__file__).parent / "weights"
 INT8_SUFFIX = ".int8.onnx"  # a bundled model's int8 graph (ferlab export --int8) beside its weights
+# faces per forward pass: 64 was fastest on a 2-core CPU, larger chunks fall out of its caches
+# (benchmarks/inference_speed.py); validation in training runs in the same chunks
+CPU_CHUNK = 64
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
@@ -132,7 +135,7 @@ class Classifier(nn.Module):
         return float(self.card.get("temperature", 1.0))
 
     @torch.inference_mode()
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                ) -> torch.Tensor:
         """Scores (N, num_classes): the network's outputs divided by the card's temperature; with ``tta``
         averaged over flips (and shifted crops) in log space (None: the card's ``tta``, else none).
@@ -156,12 +159,12 @@ class Classifier(nn.Module):
                 out.append(mean_log_probs(net, batch, tta, t).cpu())
         return torch.cat(out) if out else torch.empty(0, self.label_set.num_classes)
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes) for uint8 faces (N, C, H, W) / (N, H, W)."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                 ) -> list[str]:
         """Top class name per face."""
         idx = self.logits(images, batch_size, tta).argmax(1)
@@ -388,7 +391,7 @@ class Ensemble:
         fitted (averaging sharpens or flattens probabilities, so members' own temperatures do not carry over)."""
         return float(self.card.get("temperature", 1.0))
 
-    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def logits(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                ) -> torch.Tensor:
         """Mean log-probabilities (N, num_classes) of the members, each with ``tta`` (None: the ensemble
         card's ``tta``, else none; the members' own cards are not asked), divided by the card's temperature."""
@@ -397,12 +400,12 @@ class Ensemble:
                             for m in self.members]).mean(0)
         return mean / self.temperature
 
-    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def predict_proba(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                       ) -> torch.Tensor:
         """Class probabilities (N, num_classes): the softmax of the mean log-probabilities."""
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 64, tta: str | None = None
+    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = CPU_CHUNK, tta: str | None = None
                 ) -> list[str]:
         """Top class name per face."""
         return [self.class_names[i] for i in self.logits(images, batch_size, tta).argmax(1).tolist()]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from ferlab.classifier import CPU_CHUNK, inference_copy
 from ferlab.data import BatchAugment, Preprocessing, cutmix, mixup
 from ferlab.errors import ConfigError
 from ferlab.io import atomic_save
@@ -229,8 +230,6 @@ class ClassifierModule(L.LightningModule):
         if not (self.cfg.loss.distill_folded and device.type == "cpu"):
             return [teacher.model.to(device) for teacher in self.teachers]
         if self.folded_teachers is None:
-            from ferlab.classifier import inference_copy
-
             self.__dict__["folded_teachers"] = [inference_copy(teacher.model.cpu()) for teacher in self.teachers]
         return self.folded_teachers
 
@@ -296,13 +295,12 @@ class ClassifierModule(L.LightningModule):
 
     def _validation_net(self, batch_idx: int) -> torch.nn.Module:
         """What validation runs: on CPU the network with its BatchNorms folded into the convs, as
-        ferlab.Classifier runs it (a ten-crop PublicTest pass of the speed-run network takes about 8 s instead
-        of 17 on 2 cores). The copy is made at each validation's first batch, after weight averaging has
+        ferlab.Classifier runs it (a ten-crop PublicTest pass of the speed-run network added 5-8 s to an epoch
+        instead of 17-21 on a 2-core CPU). The copy is made at each validation's first batch, after weight averaging has
         swapped the averaged weights in."""
         if self.device.type != "cpu":
             return self.model
         if batch_idx == 0 or self.validation_net is None:
-            from ferlab.classifier import inference_copy
 
             self.__dict__["validation_net"] = inference_copy(self.model)
         return self.validation_net
@@ -315,9 +313,9 @@ class ClassifierModule(L.LightningModule):
         # (with val_tta none, the log-probabilities of the one view: the same loss and argmax as the logits)
         if net is self.model:
             logits = mean_log_probs(net, x, tta)
-        else:  # in channels-last chunks of 64, as Classifier.logits: larger ones fall out of a small CPU's caches
+        else:  # in channels-last chunks, as Classifier.logits
             logits = torch.cat([mean_log_probs(net, chunk.contiguous(memory_format=torch.channels_last), tta)
-                                for chunk in x.split(64)])
+                                for chunk in x.split(CPU_CHUNK)])
         loss = F.cross_entropy(logits, labels)
         self.val_acc.update(logits, labels)
         self.val_f1.update(logits, labels)
