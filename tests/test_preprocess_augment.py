@@ -6,6 +6,7 @@ import torch
 from ferlab.data import (
     BatchAugment,
     Preprocessing,
+    alternating_flips,
     class_weights,
     cutmix,
     equalize_histogram,
@@ -58,6 +59,25 @@ def test_augment_identity_and_flip():
     flipped = BatchAugment(hflip=True)(x, generator=g)
     for a, b in zip(flipped, x, strict=True):  # each image is either itself or its mirror image
         assert torch.allclose(a, b, atol=1e-5) or torch.allclose(a, b.flip(-1), atol=1e-5)
+
+
+def test_augment_mirrors_exactly_the_faces_it_is_told_to():
+    x = torch.rand(6, 1, 48, 48)
+    flip = torch.tensor([True, False, True, True, False, False])
+    out = BatchAugment(zoom=0.0, hflip=True)(x, flip=flip)
+    torch.testing.assert_close(out[flip], x[flip].flip(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[~flip], x[~flip], atol=1e-5, rtol=0)
+
+
+def test_alternating_flips_mirror_each_face_once_every_two_epochs():
+    index = torch.arange(10_000)
+    even, odd = alternating_flips(index, 0, seed=0), alternating_flips(index, 1, seed=0)
+    assert torch.equal(odd, ~even)  # every face is seen both ways in each pair of epochs
+    assert torch.equal(alternating_flips(index, 2, seed=0), even)
+    assert abs(even.float().mean().item() - 0.5) < 0.02  # about half, not a fixed pattern of rows
+    assert torch.equal(alternating_flips(index.flip(0), 0, seed=0), even.flip(0))  # by row, not position
+    assert (alternating_flips(index, 0, seed=1) != even).float().mean().item() > 0.4  # another seed, another half
+    assert not torch.equal(even[:100:2], even[1:100:2])
 
 
 def test_augment_geometric_batch_has_no_nan_and_varies():

@@ -186,8 +186,9 @@ def test_interrupted_run_keeps_a_valid_last_checkpoint(tmp_path, fer_csv):
     ["optim.name=sgd", "optim.nesterov=true", "scheduler.name=onecycle", "augment.erasing=0.5", "optim.fused=true"],
     ["optim.name=nadam", "scheduler.name=plateau", "preprocess.equalize=true", "preprocess.normalize=dataset"],
     ["augment.resize_from=32", "augment.resize_until=2", "trainer.epochs=2", "model.name=mini_xception"],
+    ["augment.alternate_flips=true", "trainer.epochs=2", "loss.sampler=oversample"],
 ], ids=["weights-focal", "oversample-smoothing", "weighted-mixup-cutmix", "sgd-onecycle-erasing", "nadam-plateau-eq",
-        "progressive-resize"])
+        "progressive-resize", "alternate-flips"])
 def test_training_options_run_end_to_end(tmp_path, fer_csv, options):
     result = ferlab.train(_config(tmp_path, fer_csv), [*TINY, "trainer.epochs=1", *options])
     clf = ferlab.load(result.run_dir)
@@ -435,7 +436,9 @@ def test_validate_from_skips_early_evaluations(tmp_path, fer_csv, capsys):
 def test_settings_that_clash_fail_before_the_run_folder_is_made(tmp_path, fer_csv):
     for clash, match in ((["optim.name=nadam", "optim.fused=true"], "no fused NAdam"),
                          (["trainer.validate_from=2", "scheduler.name=plateau"], "plateau"),
-                         (["loss.distill_folded=true"], "online")):
+                         (["loss.distill_folded=true"], "online"),
+                         (["augment.alternate_flips=true", "augment.hflip=false"], "hflip=true"),
+                         (["augment.alternate_flips=true", "loss.distill_views=2"], "distill_views=2")):
         with pytest.raises(ConfigError, match=match):
             ferlab.train(_config(tmp_path, fer_csv), [*TINY, *clash])
     assert not (tmp_path / "runs").exists()

@@ -33,9 +33,10 @@ class BatchAugment:
     def geometric(self) -> bool:
         return bool(self.rotate or self.shift or self.shear or self.zoom or self.hflip)
 
-    def affine_matrices(self, n: int, device: torch.device, generator: torch.Generator | None = None
-                        ) -> torch.Tensor:
-        """(n, 2, 3) matrices in affine_grid's normalised coordinates."""
+    def affine_matrices(self, n: int, device: torch.device, generator: torch.Generator | None = None,
+                        flip: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, 2, 3) matrices in affine_grid's normalised coordinates; ``flip`` (n bools) says which faces to
+        mirror instead of a random half."""
 
         def uniform(lo: float, hi: float) -> torch.Tensor:
             return torch.rand(n, device=device, generator=generator) * (hi - lo) + lo
@@ -43,9 +44,12 @@ class BatchAugment:
         angle = uniform(-self.rotate, self.rotate) * (math.pi / 180)
         shear = uniform(-self.shear, self.shear) * (math.pi / 180)
         scale = uniform(1 - self.zoom, 1 + self.zoom)
-        flip = torch.ones(n, device=device)
-        if self.hflip:
+        if flip is not None:
+            flip = torch.where(flip.to(device), -1.0, 1.0)
+        elif self.hflip:
             flip = torch.where(torch.rand(n, device=device, generator=generator) < 0.5, -1.0, 1.0)
+        else:
+            flip = torch.ones(n, device=device)
         tx, ty = uniform(-2 * self.shift, 2 * self.shift), uniform(-2 * self.shift, 2 * self.shift)
         cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
         # output->input sampling matrix: rotation @ shear, divided by the zoom, with the flip on x
@@ -58,13 +62,15 @@ class BatchAugment:
         m[:, 1, 2] = ty
         return m
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, size: int | None = None
-                 ) -> torch.Tensor:
-        """Augment ``x``; with ``size``, the output is size x size (the warp samples it directly at that side)."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, size: int | None = None,
+                 flip: torch.Tensor | None = None) -> torch.Tensor:
+        """Augment ``x``; with ``size``, the output is size x size (the warp samples it directly at that side);
+        ``flip`` (one bool per face) mirrors those faces instead of a random half."""
         n, c, h, w = x.shape
         out_shape = [n, c, size or h, size or w]
-        if self.geometric:
-            grid = F.affine_grid(self.affine_matrices(n, x.device, generator), out_shape, align_corners=False)
+        if self.geometric or flip is not None:
+            matrices = self.affine_matrices(n, x.device, generator, flip)
+            grid = F.affine_grid(matrices, out_shape, align_corners=False)
             # border padding repeats edge pixels, like Keras' fill_mode='nearest' used by the references
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         elif size and (size, size) != (h, w):
@@ -117,3 +123,16 @@ def cutmix(x: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torc
     x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
     kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)
     return x, kept * targets + (1 - kept) * targets[perm]
+
+
+def alternating_flips(index: torch.Tensor, epoch: int, seed: int) -> torch.Tensor:
+    """Which faces to mirror in ``epoch`` (0-based) when flips alternate (Jordan 2024, "94% on CIFAR-10 in 3.29
+    seconds"): a fixed pseudo-random half of the training faces (by ``index``, their rows in the split, and the
+    run's ``seed``) in even epochs, the other half in odd ones, so each face is seen both ways in every two
+    epochs instead of by chance. Stateless, so a resumed run flips as an uninterrupted one."""
+    # a 32-bit integer hash (Mueller's) of (index, seed): products stay below 2^59, inside int64
+    z = (index.to(torch.int64) + seed * 0x9E3779B9) & 0xFFFFFFFF
+    z = ((z ^ (z >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    z = ((z ^ (z >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    z = z ^ (z >> 16)
+    return ((z & 1) == 1) ^ bool(epoch % 2)

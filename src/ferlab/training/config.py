@@ -64,6 +64,9 @@ class AugmentConfig:
     shear: float = 0.0
     zoom: float = 0.1
     hflip: bool = True
+    # with hflip: mirror a fixed half of the faces in even epochs and the other half in odd ones, instead of a
+    # random half in each (see ferlab.data.alternating_flips)
+    alternate_flips: bool = False
     erasing: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) parameter; 0 = off
     cutmix: float = 0.0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ferlab.classifier import CPU_CHUNK, inference_copy
-from ferlab.data import BatchAugment, Preprocessing, cutmix, mixup
+from ferlab.data import BatchAugment, Preprocessing, alternating_flips, cutmix, mixup
 from ferlab.errors import ConfigError
 from ferlab.io import atomic_save
 from ferlab.models import create_model
@@ -259,11 +259,14 @@ class ClassifierModule(L.LightningModule):
         side = a.resize_from + (full - a.resize_from) * epoch / a.resize_until
         return min(full, int(side) // 4 * 4)
 
-    def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+    def _inputs(self, images: torch.Tensor, train: bool, index: torch.Tensor | None = None) -> torch.Tensor:
         x = self.preprocessing.to_float(images)
         if train:
             size = self.train_size(self.current_epoch) if self.cfg.augment.resize_from else None
-            x = self.augment(x, size=size)
+            flip = None
+            if self.cfg.augment.alternate_flips:
+                flip = alternating_flips(index, self.current_epoch, self.cfg.seed)
+            x = self.augment(x, size=size, flip=flip)
         x = self.preprocessing.normalize_(x)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x
 
@@ -274,7 +277,7 @@ class ClassifierModule(L.LightningModule):
             view = self.view_bank[self.current_epoch % self.cfg.loss.distill_views]
             x = self._inputs(view[index.cpu()].to(images.device), train=False)
         else:
-            x = self._inputs(images, train=True)
+            x = self._inputs(images, train=True, index=index)
         if targets.ndim == 1:
             targets = F.one_hot(targets, self.num_classes).float()
         a = self.cfg.augment

@@ -88,6 +88,12 @@ def _check_combinations(cfg: ExperimentConfig) -> None:
     if cfg.loss.distill_folded and (cfg.loss.distill_from is None or cfg.loss.distill_offline):
         raise ConfigError("loss.distill_folded folds the BatchNorms of teachers that score online; offline teachers "
                           "already score through ferlab.Classifier, which folds them: set loss.distill_folded=false")
+    if cfg.augment.alternate_flips and not cfg.augment.hflip:
+        raise ConfigError("augment.alternate_flips says which faces augment.hflip mirrors in each epoch: set "
+                          "augment.hflip=true, or augment.alternate_flips=false")
+    if cfg.augment.alternate_flips and cfg.loss.distill_views:
+        raise ConfigError(f"augment.alternate_flips: the loss.distill_views={cfg.loss.distill_views} stored views "
+                          f"are augmented once, with random flips; drop one of the two")
     if cfg.trainer.validate_from > 1 and cfg.scheduler.name == "plateau":
         raise ConfigError(f"trainer.validate_from={cfg.trainer.validate_from} leaves the plateau scheduler "
                           f"without a validation loss in early epochs: use scheduler.name=cosine or onecycle, "
