@@ -15,7 +15,7 @@ from ferlab.data.readers import (
 )
 
 __all__ = [
-    "SPLITS", "BatchAugment", "FaceDataset", "Preprocessing", "alternating_flips", "class_weights", "clean_training_split",
-    "cutmix", "default_data_root", "equalize_histogram", "find_duplicates", "load_dataset", "load_fer_csv",
-    "load_image_folder", "load_utkface", "make_sampler", "mixup", "near_blank", "read_image",
+    "SPLITS", "BatchAugment", "FaceDataset", "Preprocessing", "alternating_flips", "class_weights",
+    "clean_training_split", "cutmix", "default_data_root", "equalize_histogram", "find_duplicates", "load_dataset",
+    "load_fer_csv", "load_image_folder", "load_utkface", "make_sampler", "mixup", "near_blank", "read_image",
 ]
