@@ -266,7 +266,7 @@ def test_distillation_and_weight_averaging(tmp_path, fer_csv):
     kl = torch.nn.functional.kl_div(torch.log_softmax(logits / t, 1), module.teacher_log_probs(x), log_target=True,
                                     reduction="batchmean")
     expected = 0.3 * module.criterion(logits, labels) + 0.7 * t * t * kl
-    module.augment = lambda v, size=None: v  # same input as above
+    module.augment = lambda v, size=None, flip=None: v  # same input as above
     module.log = lambda *a, **k: None
     torch.testing.assert_close(module.training_step((images, labels, torch.arange(8)), 0), expected)
     from ferlab.tta import mean_log_probs
