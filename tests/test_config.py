@@ -93,3 +93,23 @@ def test_expand_path(monkeypatch):
     assert expand_path("${FERLAB_X:-a/b}/c.csv") == "a/b/c.csv"
     monkeypatch.setenv("FERLAB_X", "/data")
     assert expand_path("${FERLAB_X:-a/b}/c.csv") == "/data/c.csv"
+
+
+def test_model_kwargs_merge_by_key_unless_the_network_changes(tmp_path):
+    # a file's network arguments survive an override of one of them (it used to replace them all, silently
+    # training another network), in overrides, keyword arguments and base files alike
+    path = tmp_path / "net.yaml"
+    path.write_text("model:\n  name: mini_xception\n  kwargs:\n    widths: [32, 96]\n    stem: 16\n")
+    assert load_config(path, ["model.kwargs.stem=8"]).model.kwargs == {"widths": [32, 96], "stem": 8}
+    assert load_config(path, model={"kwargs": {"stem": 4}}).model.kwargs == {"widths": [32, 96], "stem": 4}
+    (tmp_path / "child.yaml").write_text("base: net.yaml\nmodel:\n  kwargs:\n    stem_strides: [1, 2]\n")
+    child = load_config(tmp_path / "child.yaml").model
+    assert child.kwargs == {"widths": [32, 96], "stem": 16, "stem_strides": [1, 2]}
+    # another network: the old network's arguments do not carry over
+    other = load_config(path, ["model.name=vgg_fer", "model.kwargs.widths=[8,16]"]).model
+    assert (other.name, other.kwargs) == ("vgg_fer", {"widths": [8, 16]})
+    assert load_config(path, ["model.name=vgg_fer"]).model.kwargs == {}
+    (tmp_path / "vgg.yaml").write_text("base: net.yaml\nmodel:\n  name: vgg_fer\n")
+    assert load_config(tmp_path / "vgg.yaml").model.kwargs == {}
+    # naming the same network again changes nothing
+    assert load_config(path, ["model.name=mini_xception"]).model.kwargs == {"widths": [32, 96], "stem": 16}

@@ -282,10 +282,20 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
 
 def _merge(base: dict, update: dict) -> dict:
+    """Config values ``update`` over ``base``, section by section and key by key, ``model.kwargs`` included (so
+    ``model.kwargs.stem=8`` changes one argument of the network). When ``update`` names another network, the
+    base's ``model.kwargs`` are dropped first: they are arguments of the network it no longer trains."""
+    model, new_model = base.get("model"), update.get("model")
+    if isinstance(model, dict) and isinstance(new_model, dict) and "name" in new_model \
+            and new_model["name"] != model.get("name", ModelConfig.name):
+        base = {**base, "model": {k: v for k, v in model.items() if k != "kwargs"}}
+    return _merge_sections(base, update)
+
+
+def _merge_sections(base: dict, update: dict) -> dict:
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "kwargs" \
-            else v
+        out[k] = _merge_sections(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
